@@ -1,0 +1,182 @@
+"""The ``Callback`` base class and ``MonitorCallback``, the one owner of "watch a metric"."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+
+from visionkit.exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from visionkit.training.trainer import Trainer
+
+__all__ = ["Batch", "Callback", "MonitorCallback", "StepOutput"]
+
+Batch = Any
+"""A batch as the loader yields it; for visionkit's loaders ``(images, labels)``."""
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    """What one training, validation or test step produced.
+
+    Attributes:
+        loss: The batch's mean loss, detached (a 0-d tensor on the device).
+        outputs: The model's outputs (logits or log-probabilities), detached.
+        targets: The labels of the batch.
+        batch_index: Index of the batch within the epoch.
+    """
+
+    loss: torch.Tensor
+    outputs: torch.Tensor
+    targets: torch.Tensor
+    batch_index: int
+
+
+class Callback:
+    """Base class for code that runs at fixed points of training.
+
+    Every hook is a typed no-op, so a subclass overrides only the hooks it needs. Hooks
+    receive the :class:`~visionkit.Trainer`; set ``trainer.should_stop = True`` to stop
+    training cleanly at the end of the current epoch. A callback with state implements
+    :meth:`state_dict` and :meth:`load_state_dict`; the state travels in checkpoints under
+    :attr:`state_key`, so a resumed run continues exactly.
+
+    Example:
+        >>> class PrintEpochs(Callback):
+        ...     def on_epoch_end(self, trainer, epoch, metrics):
+        ...         print(epoch, round(metrics["train_loss"], 2))
+    """
+
+    @property
+    def state_key(self) -> str:
+        """Key of this callback's state in a checkpoint; unique per class by default."""
+        return type(self).__qualname__
+
+    # fit -------------------------------------------------------------------------------
+    def on_fit_start(self, trainer: Trainer) -> None:
+        """Called once when ``fit`` starts, after a checkpoint to resume from is loaded."""
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        """Called once when ``fit`` ends normally."""
+
+    def on_exception(self, trainer: Trainer, exception: BaseException) -> None:
+        """Called when ``fit`` or ``test`` is interrupted by ``exception`` (re-raised after)."""
+
+    # training ----------------------------------------------------------------------------
+    def on_train_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        """Called before the first training batch of ``epoch`` (counted from 0)."""
+
+    def on_train_batch_start(self, trainer: Trainer, batch: Batch, batch_index: int) -> None:
+        """Called before the training step on ``batch``."""
+
+    def on_train_batch_end(self, trainer: Trainer, batch: Batch, outputs: StepOutput) -> None:
+        """Called after the optimizer step on ``batch``."""
+
+    def on_train_log(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        """Called every ``log_every_n_steps`` steps with the running training metrics."""
+
+    def on_train_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        """Called after the last training batch of ``epoch`` with its training metrics."""
+
+    # validation --------------------------------------------------------------------------
+    def on_validation_epoch_start(self, trainer: Trainer) -> None:
+        """Called before validating."""
+
+    def on_validation_batch_end(self, trainer: Trainer, batch: Batch, outputs: StepOutput) -> None:
+        """Called after each validation step."""
+
+    def on_validation_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        """Called after validating, with the ``val_*`` metrics."""
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        """Called when ``epoch`` is done (training and validation), with all its metrics.
+
+        Checkpointing and early stopping decide here.
+        """
+
+    # test --------------------------------------------------------------------------------
+    def on_test_epoch_start(self, trainer: Trainer) -> None:
+        """Called before testing."""
+
+    def on_test_batch_end(self, trainer: Trainer, batch: Batch, outputs: StepOutput) -> None:
+        """Called after each test step."""
+
+    def on_test_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        """Called after testing, with the ``test_*`` metrics."""
+
+    # checkpoints -------------------------------------------------------------------------
+    def on_save_checkpoint(self, trainer: Trainer, checkpoint: dict[str, Any]) -> None:
+        """Called before ``checkpoint`` is written; add entries to it here."""
+
+    def on_load_checkpoint(self, trainer: Trainer, checkpoint: dict[str, Any]) -> None:
+        """Called when training resumes from ``checkpoint``."""
+
+    # state -------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """This callback's state, in checkpoint-safe types (numbers, strings, tensors)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the state returned by :meth:`state_dict`."""
+
+
+Mode = Literal["min", "max", "auto"]
+
+
+class MonitorCallback(Callback):
+    """A callback that watches one metric and knows when it improved.
+
+    Shared by :class:`~visionkit.callbacks.EarlyStopping`,
+    :class:`~visionkit.callbacks.ModelCheckpoint` and the trainer's plateau scheduling.
+
+    Args:
+        monitor: Name of the metric, e.g. ``"val_loss"`` or ``"val_accuracy"``.
+        mode: ``"min"`` when lower is better, ``"max"`` when higher is, ``"auto"`` to infer
+            it from the name (``accuracy`` in the name means ``"max"``).
+        min_delta: Smallest change that counts as an improvement.
+    """
+
+    def __init__(self, monitor: str = "val_loss", *, mode: Mode = "auto", min_delta: float = 0.0) -> None:
+        if mode not in ("min", "max", "auto"):
+            raise ConfigurationError(f"mode must be 'min', 'max' or 'auto', got {mode!r}")
+        if min_delta < 0:
+            raise ConfigurationError(f"min_delta must be >= 0, got {min_delta}")
+        self.monitor = monitor
+        self.mode: Literal["min", "max"] = _infer_mode(monitor) if mode == "auto" else mode
+        self.min_delta = min_delta
+        self.best: float = math.inf if self.mode == "min" else -math.inf
+
+    def improved(self, value: float) -> bool:
+        """Whether ``value`` beats the best value so far by more than ``min_delta``."""
+        if math.isnan(value):
+            return False
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def current(self, metrics: dict[str, float]) -> float:
+        """The monitored value in ``metrics``, or a clear error naming what is there."""
+        try:
+            return float(metrics[self.monitor])
+        except KeyError:
+            hint = ""
+            if self.monitor.startswith("val_"):
+                hint = " Pass validation data to fit(), or monitor a train_ metric."
+            raise ConfigurationError(
+                f"{type(self).__name__} monitors {self.monitor!r}, but the metrics of this "
+                f"epoch are {sorted(metrics)}.{hint}"
+            ) from None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = float(state["best"])
+
+
+def _infer_mode(monitor: str) -> Literal["min", "max"]:
+    return "max" if any(word in monitor for word in ("acc", "f1", "precision", "recall")) else "min"

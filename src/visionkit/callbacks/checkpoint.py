@@ -1,0 +1,161 @@
+"""``ModelCheckpoint``: keep the best and the last checkpoints of a run, written atomically."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from visionkit.callbacks.base import Mode, MonitorCallback
+from visionkit.exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from visionkit.training.trainer import Trainer
+
+__all__ = ["ModelCheckpoint"]
+
+
+class ModelCheckpoint(MonitorCallback):
+    """Save a checkpoint whenever the monitored metric improves, and the last one.
+
+    Seed 001 saves "whenever validation loss decreases": that is
+    ``ModelCheckpoint("checkpoints/", monitor="val_loss")``. Files are written atomically
+    (temporary file, fsync, ``os.replace``), so an interrupted run never leaves a broken
+    checkpoint behind, and each holds what :class:`~visionkit.Predictor` needs to rebuild
+    the model.
+
+    Args:
+        dirpath: Folder for the files; ``None`` uses the trainer's run folder
+            (``<default_root_dir>/version_N/checkpoints``).
+        monitor: Metric to rank checkpoints by; ``None`` uses the trainer's ``monitor``.
+        mode: ``"min"``, ``"max"`` or ``"auto"`` (from the metric name).
+        min_delta: Smallest change that counts as an improvement.
+        save_top_k: How many best checkpoints to keep (``0`` keeps none, ``-1`` all).
+        save_last: Also write ``last.ckpt`` after every epoch (for resuming).
+        filename: Name template of the best files, formatted with the epoch's metrics,
+            e.g. ``"epoch{epoch:03.0f}-{val_loss:.4f}"``; default ``"best"`` when
+            ``save_top_k == 1``, else ``"epoch{epoch:03.0f}-{<monitor>:.4f}"``.
+        every_n_epochs: Consider saving only every N epochs.
+        verbose: Print a line when a better checkpoint is saved.
+    """
+
+    def __init__(
+        self,
+        dirpath: str | os.PathLike[str] | None = None,
+        *,
+        monitor: str | None = "val_loss",
+        mode: Mode = "auto",
+        min_delta: float = 0.0,
+        save_top_k: int = 1,
+        save_last: bool = True,
+        filename: str | None = None,
+        every_n_epochs: int = 1,
+        verbose: bool = False,
+    ) -> None:
+        super().__init__(monitor or "val_loss", mode=mode, min_delta=min_delta)
+        if save_top_k < -1:
+            raise ConfigurationError(f"save_top_k must be -1, 0 or positive, got {save_top_k}")
+        if every_n_epochs < 1:
+            raise ConfigurationError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
+        self._monitor_given = monitor is not None
+        self._mode_given = mode
+        self.dirpath = Path(dirpath) if dirpath is not None else None
+        self.save_top_k = save_top_k
+        self.save_last = save_last
+        self.filename = filename
+        self.every_n_epochs = every_n_epochs
+        self.verbose = verbose
+        self.best_model_path: Path | None = None
+        self.last_model_path: Path | None = None
+        self.best_k_models: dict[str, float] = {}
+
+    def setup(self, trainer: Trainer, *, default_monitor: str | None, root: Path) -> None:
+        """Fill in the folder and the monitor from the trainer (called by ``fit``)."""
+        if not self._monitor_given and default_monitor is not None:
+            super().__init__(default_monitor, mode=self._mode_given, min_delta=self.min_delta)
+            self.best_model_path, self.best_k_models = None, {}
+        if self.dirpath is None:
+            self.dirpath = root / "checkpoints"
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        """Save the last checkpoint and, if the monitored metric improved, a best one."""
+        if not trainer.is_global_zero or (epoch + 1) % self.every_n_epochs:
+            return
+        value = self.current(metrics)
+        if self.save_top_k != 0 and self._qualifies(value):
+            if self.improved(value):
+                self.best = value
+            path = self._best_path(metrics)
+            self.best_k_models[str(path)] = value
+            self._prune()
+            self.best_model_path = Path(self._best_of_k())
+            trainer.save_checkpoint(path, metrics=metrics)
+            if self.verbose:
+                print(f"{self.monitor} improved to {value:.6f}: saved {path}")
+        if self.save_last:
+            self.last_model_path = self._folder() / "last.ckpt"
+            trainer.save_checkpoint(self.last_model_path, metrics=metrics)
+        elif self.best_model_path is not None:
+            self.last_model_path = self.best_model_path
+
+    def _qualifies(self, value: float) -> bool:
+        if self.save_top_k == 1 or not self.best_k_models:
+            return self.improved(value)
+        if self.save_top_k == -1 or len(self.best_k_models) < self.save_top_k:
+            return True
+        worst = self._worst_of_k()
+        return self._better(value, self.best_k_models[worst])
+
+    def _better(self, a: float, b: float) -> bool:
+        return a < b - self.min_delta if self.mode == "min" else a > b + self.min_delta
+
+    def _worst_of_k(self) -> str:
+        pick = max if self.mode == "min" else min
+        return pick(self.best_k_models, key=self.best_k_models.__getitem__)
+
+    def _best_of_k(self) -> str:
+        pick = min if self.mode == "min" else max
+        return pick(self.best_k_models, key=self.best_k_models.__getitem__)
+
+    def _prune(self) -> None:
+        limit = self.save_top_k
+        while limit > 0 and len(self.best_k_models) > limit:
+            worst = self._worst_of_k()
+            del self.best_k_models[worst]
+            Path(worst).unlink(missing_ok=True)
+
+    def _folder(self) -> Path:
+        if self.dirpath is None:
+            raise ConfigurationError("ModelCheckpoint has no folder yet: it is set up by fit()")
+        return self.dirpath
+
+    def _best_path(self, metrics: dict[str, float]) -> Path:
+        template = self.filename
+        if template is None:
+            safe = self.monitor.replace("/", "_")
+            template = "best" if self.save_top_k == 1 else f"epoch{{epoch:03.0f}}-{safe}{{{self.monitor}:.4f}}"
+        try:
+            name = template.format(**metrics)
+        except (KeyError, ValueError, IndexError) as error:
+            raise ConfigurationError(
+                f"cannot format checkpoint filename {template!r} with this epoch's metrics "
+                f"{sorted(metrics)}: {error}"
+            ) from error
+        return self._folder() / f"{name}.ckpt"
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "best": self.best,
+            "best_model_path": str(self.best_model_path) if self.best_model_path else None,
+            "last_model_path": str(self.last_model_path) if self.last_model_path else None,
+            "best_k_models": dict(self.best_k_models),
+            "dirpath": str(self.dirpath) if self.dirpath else None,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = float(state["best"])
+        self.best_model_path = Path(state["best_model_path"]) if state["best_model_path"] else None
+        self.last_model_path = Path(state["last_model_path"]) if state["last_model_path"] else None
+        self.best_k_models = dict(state["best_k_models"])
+        if state.get("dirpath"):
+            self.dirpath = Path(state["dirpath"])

@@ -1,0 +1,101 @@
+"""``EarlyStopping``: stop when a monitored metric stops improving."""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from visionkit.callbacks.base import Mode, MonitorCallback
+from visionkit.exceptions import ConfigurationError
+from visionkit.predict.checkpoint import unwrap_model
+
+if TYPE_CHECKING:
+    from visionkit.training.trainer import Trainer
+
+__all__ = ["EarlyStopping"]
+
+
+class EarlyStopping(MonitorCallback):
+    """Stop training after ``patience`` epochs without improvement of ``monitor``.
+
+    Args:
+        monitor: Metric to watch.
+        patience: Epochs without improvement to tolerate before stopping.
+        mode: ``"min"``, ``"max"`` or ``"auto"`` (from the metric name).
+        min_delta: Smallest change that counts as an improvement.
+        restore_best_weights: When stopping (or at the end of training), put back the
+            weights of the best epoch.
+        verbose: Print a line when stopping.
+
+    Attributes:
+        stopped_epoch: The epoch training stopped at, or ``None``.
+        wait: Epochs since the last improvement.
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        *,
+        patience: int = 3,
+        mode: Mode = "auto",
+        min_delta: float = 0.0,
+        restore_best_weights: bool = False,
+        verbose: bool = False,
+    ) -> None:
+        super().__init__(monitor, mode=mode, min_delta=min_delta)
+        if patience < 0:
+            raise ConfigurationError(f"patience must be >= 0, got {patience}")
+        self.patience = patience
+        self.restore_best_weights = restore_best_weights
+        self.verbose = verbose
+        self.wait = 0
+        self.stopped_epoch: int | None = None
+        self.best_epoch: int | None = None
+        self._best_weights: dict[str, torch.Tensor] | None = None
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        """Update the wait counter and stop the trainer when patience runs out."""
+        value = self.current(metrics)
+        if self.improved(value):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best_weights:
+                state = unwrap_model(trainer.model).state_dict()
+                self._best_weights = {k: v.detach().clone() for k, v in state.items()}
+            return
+        self.wait += 1
+        if self.wait > self.patience:
+            self.stopped_epoch = epoch
+            trainer.should_stop = True
+            if self.verbose and trainer.is_global_zero:
+                print(
+                    f"early stopping at epoch {epoch}: {self.monitor} did not improve for "
+                    f"{self.wait} epochs (best {self.best:.6f} at epoch {self.best_epoch})"
+                )
+            self._restore(trainer)
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        """Restore the best weights if asked, also when training ran to the end."""
+        if self.stopped_epoch is None:
+            self._restore(trainer)
+
+    def _restore(self, trainer: Trainer) -> None:
+        if self.restore_best_weights and self._best_weights is not None:
+            unwrap_model(trainer.model).load_state_dict(copy.deepcopy(self._best_weights))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "best": self.best,
+            "wait": self.wait,
+            "stopped_epoch": self.stopped_epoch,
+            "best_epoch": self.best_epoch,
+            "best_weights": self._best_weights,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = float(state["best"])
+        self.wait = int(state["wait"])
+        self.stopped_epoch = state["stopped_epoch"]
+        self.best_epoch = state["best_epoch"]
+        self._best_weights = state.get("best_weights")

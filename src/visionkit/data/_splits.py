@@ -1,0 +1,139 @@
+"""The split container every data set factory returns, and the seeded validation split."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import torch
+
+from visionkit.data._datasets import ClassificationDataset, TensorImageDataset
+from visionkit.exceptions import ConfigurationError
+
+__all__ = ["DataSplits", "split_indices"]
+
+
+def split_indices(n: int, val_fraction: float, *, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shuffle ``range(n)`` with ``seed`` and cut off ``val_fraction`` for validation.
+
+    The same ``n``, fraction and seed always give the same split, on every platform
+    (it uses a seeded ``torch.Generator``, not the global random state). As in seed 001,
+    the validation set gets ``floor(val_fraction * n)`` samples.
+
+    Returns:
+        ``(train_indices, val_indices)``, disjoint, together covering ``range(n)``.
+
+    Example:
+        >>> train, val = split_indices(10, 0.2, seed=0)
+        >>> len(train), len(val), sorted(train.tolist() + val.tolist()) == list(range(10))
+        (8, 2, True)
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ConfigurationError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(n, generator=generator)
+    n_val = int(val_fraction * n)
+    return order[n_val:], order[:n_val]
+
+
+@dataclass(frozen=True)
+class DataSplits:
+    """Train, validation and test sets of one data set, with their class names.
+
+    Every factory in :mod:`visionkit.data` returns one. Splits that a data set does not
+    have are ``None``.
+
+    Attributes:
+        train: The training set.
+        val: The validation set (held out of the training files with a seeded split where
+            the data set ships none).
+        test: The test set.
+        classes: Class names; ``classes[i]`` is the name of label ``i``.
+        label_map: Original label to label used here, when the labels were remapped
+            (:meth:`subset`), else ``None``.
+        mean: Per-channel mean used for normalization, or ``None``.
+        std: Per-channel standard deviation used for normalization, or ``None``.
+    """
+
+    train: ClassificationDataset
+    val: ClassificationDataset | None
+    test: ClassificationDataset | None
+    classes: list[str]
+    label_map: dict[int, int] | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes."""
+        return len(self.classes)
+
+    def splits(self) -> dict[str, ClassificationDataset]:
+        """The splits that exist, by name (``"train"``, ``"val"``, ``"test"``)."""
+        named = {"train": self.train, "val": self.val, "test": self.test}
+        return {name: ds for name, ds in named.items() if ds is not None}
+
+    def subset(self, classes: Sequence[str | int]) -> DataSplits:
+        """Keep only ``classes`` (names or labels) and renumber them ``0, 1, ...`` in that order.
+
+        W3 keeps airplane and bird of CIFAR-10: ``subset(["airplane", "bird"])`` maps label
+        0 to 0 and 2 to 1, and the class names become ``["airplane", "bird"]``.
+        """
+        old_labels = [self._label_of(c) for c in classes]
+        if len(set(old_labels)) != len(old_labels):
+            raise ConfigurationError(f"classes must not repeat, got {list(classes)}")
+        label_map = {old: new for new, old in enumerate(old_labels)}
+        names = [self.classes[old] for old in old_labels]
+        relabelled = {k: ds.relabel(label_map, names) for k, ds in self.splits().items()}
+        if self.label_map is not None:  # compose with an earlier remap
+            inverse = {new: old for old, new in self.label_map.items()}
+            label_map = {inverse[old]: new for old, new in label_map.items()}
+        return replace(
+            self,
+            train=relabelled["train"],
+            val=relabelled.get("val"),
+            test=relabelled.get("test"),
+            classes=names,
+            label_map=label_map,
+        )
+
+    def with_normalization(self, mean: Sequence[float], std: Sequence[float]) -> DataSplits:
+        """Normalize every split with the given per-channel ``mean`` and ``std``.
+
+        Works on in-memory data sets (MNIST, Fashion-MNIST, CIFAR-10); for file-based data
+        sets pass the normalization in their transforms instead.
+        """
+        updated: dict[str, ClassificationDataset] = {}
+        for name, ds in self.splits().items():
+            if not isinstance(ds, TensorImageDataset):
+                raise ConfigurationError(
+                    f"the {name} split is a {type(ds).__name__}, which takes its normalization "
+                    "from its transform: build it with a transform that ends in Normalize"
+                )
+            updated[name] = ds.with_normalization(mean, std)
+        return replace(
+            self,
+            train=updated["train"],
+            val=updated.get("val"),
+            test=updated.get("test"),
+            mean=tuple(float(m) for m in mean),
+            std=tuple(float(s) for s in std),
+        )
+
+    def _label_of(self, name_or_label: str | int) -> int:
+        if isinstance(name_or_label, int):
+            if not 0 <= name_or_label < self.num_classes:
+                raise ConfigurationError(
+                    f"label {name_or_label} is outside 0..{self.num_classes - 1}"
+                )
+            return name_or_label
+        try:
+            return self.classes.index(name_or_label)
+        except ValueError:
+            raise ConfigurationError(
+                f"no class named {name_or_label!r}; the classes are {self.classes}"
+            ) from None
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{k}={len(v)}" for k, v in self.splits().items())
+        return f"DataSplits({sizes}, classes={self.classes})"

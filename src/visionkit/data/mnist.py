@@ -1,0 +1,204 @@
+"""MNIST and Fashion-MNIST from their IDX files, and the MNIST sample bundled with visionkit."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from visionkit.data._datasets import TensorImageDataset
+from visionkit.data._idx import read_idx
+from visionkit.data._splits import DataSplits, split_indices
+from visionkit.exceptions import DataError
+
+__all__ = ["FASHION_MNIST_CLASSES", "MNIST_CLASSES", "fashion_mnist", "mnist", "mnist_sample"]
+
+MNIST_CLASSES = [str(d) for d in range(10)]
+FASHION_MNIST_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
+_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+Stats = tuple[Sequence[float], Sequence[float]] | tuple[float, float] | None
+
+
+def mnist(
+    root: str | os.PathLike[str],
+    *,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    normalize: Stats = None,
+    download: bool = False,
+) -> DataSplits:
+    """MNIST digits as in-memory train / validation / test sets.
+
+    Reads the four IDX files, gzipped or not, from ``root/MNIST/raw/`` (torchvision's
+    layout) or straight from ``root``. MNIST ships no validation set, so ``val_fraction``
+    of the 60,000 training digits is held out with a split seeded by ``seed`` (seed 001
+    holds out 20%).
+
+    Args:
+        root: Folder holding the files, or where to download them.
+        val_fraction: Share of the training files held out for validation.
+        seed: Seed of the validation split; the same seed always gives the same split.
+        normalize: ``(mean, std)`` to normalize with, e.g. ``(0.1302, 0.3069)`` as in
+            seed 004; ``None`` keeps pixels in ``[0, 1]`` like ``ToTensor``.
+        download: Download the files with torchvision (checksums verified) if missing.
+
+    Raises:
+        DataError: if a file is missing or damaged; the message names it.
+    """
+    return _idx_splits(root, "MNIST", MNIST_CLASSES, val_fraction, seed, normalize, download)
+
+
+def fashion_mnist(
+    root: str | os.PathLike[str],
+    *,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    normalize: Stats = None,
+    download: bool = False,
+) -> DataSplits:
+    """Fashion-MNIST, read like :func:`mnist` from ``root/FashionMNIST/raw/`` or ``root``."""
+    return _idx_splits(
+        root, "FashionMNIST", FASHION_MNIST_CLASSES, val_fraction, seed, normalize, download
+    )
+
+
+def mnist_sample(
+    *, val_fraction: float = 0.2, seed: int = 0, normalize: Stats = None
+) -> DataSplits:
+    """A real MNIST sample that ships inside visionkit: no download needed.
+
+    It holds the first 5,000 digits of the MNIST test set (Y. LeCun, C. Cortes and
+    C. J. C. Burges; CC BY-SA 3.0): the first 4,000 are the training files (of which
+    ``val_fraction`` is held out for validation, seeded) and the last 1,000 the test set.
+
+    Example:
+        >>> data = mnist_sample()
+        >>> len(data.train), len(data.val), len(data.test)
+        (3200, 800, 1000)
+    """
+    package = resources.files("visionkit.data") / "_sample"
+    with resources.as_file(package) as folder:
+        images = read_idx(folder / "mnist-sample-images-idx3-ubyte.gz")
+        labels = read_idx(folder / "mnist-sample-labels-idx1-ubyte.gz")
+    full = _dataset(images, labels, MNIST_CLASSES, normalize)
+    train_files, test = full.select(range(4000)), full.select(range(4000, len(full)))
+    return _with_val_split(train_files, test, val_fraction, seed, normalize)
+
+
+def _idx_splits(
+    root: str | os.PathLike[str],
+    folder: str,
+    classes: list[str],
+    val_fraction: float,
+    seed: int,
+    normalize: Stats,
+    download: bool,
+) -> DataSplits:
+    root = Path(root)
+    if download:
+        _download(root, folder)
+    location = _locate(root, folder)
+    loaded = {
+        split: _dataset(
+            read_idx(_pick(location, images)), read_idx(_pick(location, labels)), classes, normalize
+        )
+        for split, (images, labels) in _FILES.items()
+    }
+    return _with_val_split(loaded["train"], loaded["test"], val_fraction, seed, normalize)
+
+
+def _with_val_split(
+    train_files: TensorImageDataset,
+    test: TensorImageDataset,
+    val_fraction: float,
+    seed: int,
+    normalize: Stats,
+) -> DataSplits:
+    train_idx, val_idx = split_indices(len(train_files), val_fraction, seed=seed)
+    val = train_files.select(val_idx) if len(val_idx) else None
+    return DataSplits(
+        train=train_files.select(train_idx),
+        val=val,
+        test=test,
+        classes=list(train_files.classes),
+        mean=tuple(train_files.mean) if train_files.mean else None,
+        std=tuple(train_files.std) if train_files.std else None,
+    )
+
+
+def _dataset(
+    images: torch.Tensor, labels: torch.Tensor, classes: list[str], normalize: Stats
+) -> TensorImageDataset:
+    if images.dim() != 3 or images.dtype != torch.uint8:
+        raise DataError(
+            f"expected MNIST images as uint8 of shape (N, 28, 28), got {images.dtype} "
+            f"{tuple(images.shape)}"
+        )
+    if labels.shape != images.shape[:1]:
+        raise DataError(
+            f"the image file holds {images.shape[0]} images but the label file "
+            f"{labels.shape[0] if labels.dim() else 0} labels; the two files do not belong together"
+        )
+    mean, std = _stats(normalize)
+    return TensorImageDataset(
+        images.unsqueeze(1), labels.long(), classes, mean=mean, std=std
+    )
+
+
+def _stats(normalize: Stats) -> tuple[list[float] | None, list[float] | None]:
+    if normalize is None:
+        return None, None
+    mean, std = normalize
+    as_list = (lambda v: [float(v)] if isinstance(v, (int, float)) else [float(x) for x in v])
+    return as_list(mean), as_list(std)
+
+
+def _locate(root: Path, folder: str) -> Path:
+    for candidate in (root / folder / "raw", root / "raw", root):
+        if any(_exists(candidate, name) for name in _FILES["train"] + _FILES["test"]):
+            return candidate
+    raise DataError(
+        f"no {folder} files found in {root} or {root / folder / 'raw'}: expected "
+        f"{', '.join(_FILES['train'] + _FILES['test'])} (optionally .gz). "
+        "Pass download=True to fetch them, or point root at the folder that holds them."
+    )
+
+
+def _exists(folder: Path, name: str) -> bool:
+    return (folder / name).is_file() or (folder / f"{name}.gz").is_file()
+
+
+def _pick(folder: Path, name: str) -> Path:
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    raise DataError(
+        f"missing file {folder / name} (or {name}.gz): the folder holds "
+        f"{sorted(p.name for p in folder.iterdir()) if folder.is_dir() else 'nothing'}. "
+        "Download the complete data set (download=True) or copy the missing file there."
+    )
+
+
+def _download(root: Path, folder: str) -> None:  # pragma: no cover - needs the network
+    from torchvision import datasets
+
+    cls = {"MNIST": datasets.MNIST, "FashionMNIST": datasets.FashionMNIST}[folder]
+    for train in (True, False):
+        cls(str(root), train=train, download=True)

@@ -1,0 +1,30 @@
+"""Prediction: the ``Predictor``, the checkpoint format and plots."""
+
+from visionkit.predict.checkpoint import (
+    FORMAT_VERSION,
+    Preprocess,
+    load_checkpoint,
+    make_checkpoint,
+    save_checkpoint,
+)
+from visionkit.predict.plots import (
+    plot_confusion_matrix,
+    plot_history,
+    plot_prediction_grid,
+    plot_topk,
+)
+from visionkit.predict.predictor import Prediction, Predictor
+
+__all__ = [
+    "FORMAT_VERSION",
+    "Prediction",
+    "Predictor",
+    "Preprocess",
+    "load_checkpoint",
+    "make_checkpoint",
+    "plot_confusion_matrix",
+    "plot_history",
+    "plot_prediction_grid",
+    "plot_topk",
+    "save_checkpoint",
+]

@@ -1,0 +1,7 @@
+"""Training: the ``Trainer``, its metrics and its history."""
+
+from visionkit.training.history import History
+from visionkit.training.metrics import ClassificationMetrics, EvaluationReport
+from visionkit.training.trainer import NonFiniteLossError, Trainer
+
+__all__ = ["ClassificationMetrics", "EvaluationReport", "History", "NonFiniteLossError", "Trainer"]

@@ -1,0 +1,729 @@
+"""The ``Trainer``: the training, validation and test loops of every workflow."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from visionkit._device import move_to_device, resolve_device
+from visionkit._seed import get_rng_state, set_rng_state
+from visionkit.callbacks.base import Callback, StepOutput
+from visionkit.data._datasets import TensorImageDataset
+from visionkit.data._loaders import EpochLoader, make_loader
+from visionkit.exceptions import ConfigurationError, VisionKitError
+from visionkit.predict.checkpoint import (
+    Preprocess,
+    load_checkpoint,
+    load_weights,
+    make_checkpoint,
+    save_checkpoint,
+    unwrap_model,
+)
+from visionkit.training.history import History
+from visionkit.training.metrics import ClassificationMetrics, EvaluationReport
+
+__all__ = ["NonFiniteLossError", "Trainer"]
+
+Data = Dataset[Any] | DataLoader[Any]
+Precision = Literal["32", "bf16", "16"]
+_PRECISIONS: dict[str, torch.dtype | None] = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
+
+
+class NonFiniteLossError(VisionKitError, FloatingPointError):
+    """The training loss became NaN or infinite; training stopped before any checkpoint."""
+
+
+class Trainer:
+    """Trains, validates and tests a classifier; owns devices, modes, metrics and checkpoints.
+
+    The loop handles ``model.train()`` / ``model.eval()``, ``inference_mode`` for
+    evaluation, device moves, mixed precision, gradient accumulation and clipping,
+    learning-rate schedulers (including ``ReduceLROnPlateau`` on a monitored metric),
+    exact metrics with uneven last batches, non-finite loss detection, and checkpoints
+    that resume exactly.
+
+    Args:
+        model: The network. Outputs are logits (for ``CrossEntropyLoss``) or
+            log-probabilities (for ``NLLLoss``).
+        optimizer: Any ``torch.optim`` optimizer over the model's parameters; default
+            ``Adam(lr=1e-3)`` over the trainable ones.
+        loss: The loss function; default ``nn.CrossEntropyLoss()``.
+        scheduler: A learning-rate scheduler; ``ReduceLROnPlateau`` is stepped with the
+            ``monitor`` metric.
+        scheduler_interval: Step the scheduler every ``"epoch"`` or every ``"step"``.
+        monitor: Metric that the plateau scheduler and the default checkpoint watch;
+            default ``"val_loss"`` when there is validation data, else ``"train_loss"``.
+        max_epochs: Number of epochs to train.
+        max_steps: Stop after this many optimizer steps (``None``: no limit).
+        max_time: Stop after this many seconds of training (checked every step).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or a device.
+        callbacks: Callbacks; a :class:`~visionkit.callbacks.ModelCheckpoint` and a
+            :class:`~visionkit.callbacks.ProgressBar` are added unless you pass your own or
+            switch them off.
+        log_every_n_steps: Report running training metrics every N steps (seed 004 logs
+            every 10 batches); ``None`` reports once per epoch.
+        precision: ``"32"``, ``"bf16"`` (autocast) or ``"16"`` (autocast with a
+            ``GradScaler`` on CUDA).
+        gradient_clip_val: Clip the gradient norm to this value before each step.
+        accumulate_grad_batches: Sum gradients over N batches per optimizer step.
+        num_workers: ``DataLoader`` workers for file-based data sets.
+        seed: Seed of data shuffling and augmentation order.
+        default_root_dir: Where the default checkpoint callback writes
+            (``<dir>/version_N/checkpoints``).
+        enable_checkpointing: Add a default ``ModelCheckpoint`` if none is given.
+        enable_progress_bar: Add a default ``ProgressBar`` if none is given.
+        check_finite: Stop with :class:`NonFiniteLossError` when the loss is NaN or inf.
+        top_k: Extra top-k accuracies to report in evaluation (e.g. ``(5,)``).
+        channels_last: Use the channels-last memory format (faster convolutions on GPU).
+
+    Example:
+        >>> import torch
+        >>> from visionkit.data import mnist_sample
+        >>> from visionkit.models import create_model
+        >>> data = mnist_sample()
+        >>> model = create_model("mlp", hidden=[32], num_classes=10)
+        >>> trainer = Trainer(model, max_steps=5, enable_checkpointing=False,
+        ...                   enable_progress_bar=False, device="cpu")
+        >>> history = trainer.fit(data.train, data.val, batch_size=64)
+        >>> trainer.global_step, len(history)
+        (5, 1)
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        optimizer: torch.optim.Optimizer | None = None,
+        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        scheduler: Any | None = None,
+        scheduler_interval: Literal["epoch", "step"] = "epoch",
+        monitor: str | None = None,
+        max_epochs: int = 10,
+        max_steps: int | None = None,
+        max_time: float | None = None,
+        device: str | torch.device = "auto",
+        callbacks: Sequence[Callback] | None = None,
+        log_every_n_steps: int | None = None,
+        precision: Precision = "32",
+        gradient_clip_val: float | None = None,
+        accumulate_grad_batches: int = 1,
+        num_workers: int = 0,
+        seed: int = 0,
+        default_root_dir: str | os.PathLike[str] = "visionkit_runs",
+        enable_checkpointing: bool = True,
+        enable_progress_bar: bool = True,
+        check_finite: bool = True,
+        top_k: Sequence[int] = (5,),
+        channels_last: bool = False,
+    ) -> None:
+        _check_options(max_epochs, max_steps, accumulate_grad_batches, precision, scheduler_interval)
+        if log_every_n_steps is not None and log_every_n_steps < 1:
+            raise ConfigurationError(f"log_every_n_steps must be >= 1, got {log_every_n_steps}")
+        self.device = resolve_device(device)
+        self.channels_last = channels_last
+        self.model = model.to(self.device)
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = optimizer or torch.optim.Adam(
+            [p for p in model.parameters() if p.requires_grad], lr=1e-3
+        )
+        _check_optimizer(self.model, self.optimizer)
+        self.loss_fn = loss if loss is not None else nn.CrossEntropyLoss()
+        self.scheduler = scheduler
+        self.scheduler_interval = scheduler_interval
+        self.monitor = monitor
+        self.max_epochs = max_epochs
+        self.max_steps = max_steps
+        self.max_time = max_time
+        self.log_every_n_steps = log_every_n_steps
+        self.precision = precision
+        self.gradient_clip_val = gradient_clip_val
+        self.accumulate_grad_batches = accumulate_grad_batches
+        self.num_workers = num_workers
+        self.seed = seed
+        self.default_root_dir = Path(default_root_dir)
+        self.check_finite = check_finite
+        self.top_k = tuple(top_k)
+        self.scaler = torch.amp.GradScaler(
+            self.device.type, enabled=precision == "16" and self.device.type == "cuda"
+        )
+        self.callbacks: list[Callback] = list(callbacks or [])
+        self._add_default_callbacks(enable_checkpointing, enable_progress_bar)
+
+        self.history = History()
+        self.epoch = 0
+        self.global_step = 0
+        self.batch_in_epoch = 0
+        self.should_stop = False
+        self.classes: list[str] | None = None
+        self.preprocess: Preprocess | None = None
+        self.num_train_batches = 0
+        self.train_metrics: ClassificationMetrics | None = None
+        self.last_metrics: dict[str, float] = {}
+        self.rank, self.world_size = 0, 1
+        self._start_time = 0.0
+        self._hooks: dict[str, list[Callable[..., None]]] = {}
+        self._resume_batch = 0
+
+    # ------------------------------------------------------------------------ public API
+    @property
+    def is_global_zero(self) -> bool:
+        """Whether this process writes files and prints (rank 0 in distributed runs)."""
+        return self.rank == 0
+
+    @property
+    def checkpoint_callback(self) -> Any:
+        """The first :class:`~visionkit.callbacks.ModelCheckpoint`, or ``None``."""
+        from visionkit.callbacks.checkpoint import ModelCheckpoint
+
+        return next((c for c in self.callbacks if isinstance(c, ModelCheckpoint)), None)
+
+    @property
+    def best_checkpoint(self) -> Path | None:
+        """Path of the best checkpoint saved so far (by the checkpoint callback's monitor)."""
+        callback = self.checkpoint_callback
+        return callback.best_model_path if callback is not None else None
+
+    @property
+    def last_checkpoint(self) -> Path | None:
+        """Path of the most recent checkpoint saved."""
+        callback = self.checkpoint_callback
+        return callback.last_model_path if callback is not None else None
+
+    @property
+    def learning_rate(self) -> float:
+        """Learning rate of the optimizer's first parameter group."""
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def fit(
+        self,
+        train: Data,
+        val: Data | None = None,
+        *,
+        batch_size: int = 32,
+        val_batch_size: int | None = None,
+        shuffle: bool = True,
+        resume_from: str | os.PathLike[str] | None = None,
+    ) -> History:
+        """Train for ``max_epochs`` (or until stopped), validating after every epoch.
+
+        Args:
+            train: Training data: a data set or a ``DataLoader``.
+            val: Validation data, or ``None``.
+            batch_size: Samples per training batch (ignored for a ``DataLoader``).
+            val_batch_size: Samples per validation batch; default ``batch_size``.
+            shuffle: Shuffle the training data every epoch (seeded by ``seed``).
+            resume_from: A checkpoint saved by a ``Trainer`` to continue from exactly:
+                weights, optimizer, scheduler, callbacks, counters, RNG states and the
+                position in the data order are restored.
+
+        Returns:
+            The :class:`~visionkit.training.History` of per-epoch metrics.
+        """
+        self._describe_data(train)
+        train_loader = make_loader(
+            train,
+            batch_size,
+            shuffle=shuffle,
+            seed=self.seed,
+            device=self.device,
+            augment=True,
+            num_workers=self.num_workers,
+            rank=self.rank,
+            world_size=self.world_size,
+        )
+        val_loader = self._eval_loader(val, val_batch_size or batch_size)
+        if self.monitor is None:
+            self.monitor = "val_loss" if val is not None else "train_loss"
+        self._configure_callbacks(has_val=val is not None)
+        if resume_from is not None:
+            self._resume(resume_from)
+        self.num_train_batches = len(train_loader)
+        self._start_time = time.monotonic()
+        self._hooks = _active_hooks(self.callbacks)
+        try:
+            self._call("on_fit_start", self)
+            while self.epoch < self.max_epochs and not self._out_of_budget():
+                self._run_epoch(train_loader, val_loader)
+                if self.should_stop:
+                    break
+            self._call("on_fit_end", self)
+        except BaseException as error:
+            self._call("on_exception", self, error)
+            raise
+        return self.history
+
+    def validate(self, data: Data, *, batch_size: int = 256) -> dict[str, float]:
+        """Evaluate on ``data`` and return ``val_loss``, ``val_accuracy`` (and top-k)."""
+        loader = self._eval_loader(data, batch_size)
+        assert loader is not None
+        metrics = self._evaluate(loader, "validation")
+        return {f"val_{k}": v for k, v in metrics.compute().items()}
+
+    def test(
+        self,
+        data: Data,
+        *,
+        ckpt: Literal["best", "last"] | str | os.PathLike[str] | None = None,
+        batch_size: int = 256,
+    ) -> EvaluationReport:
+        """Evaluate on ``data``: loss, accuracy, top-k and per-class accuracy.
+
+        Args:
+            data: The test set.
+            ckpt: Load weights first: ``"best"`` or ``"last"`` checkpoint of this run, or
+                a checkpoint path; ``None`` tests the weights as they are.
+            batch_size: Samples per batch.
+        """
+        if ckpt is not None:
+            self.load_weights(self._checkpoint_path(ckpt))
+        self._describe_data(data)
+        loader = self._eval_loader(data, batch_size)
+        assert loader is not None
+        self._hooks = _active_hooks(self.callbacks)
+        self._call("on_test_epoch_start", self)
+        metrics = self._evaluate(loader, "test")
+        report = metrics.report(self._class_names(metrics.num_classes))
+        self._call("on_test_epoch_end", self, {f"test_{k}": v for k, v in metrics.compute().items()})
+        return report
+
+    def save_checkpoint(
+        self, path: str | os.PathLike[str], *, metrics: dict[str, float] | None = None
+    ) -> Path:
+        """Write a checkpoint with the weights, metadata and full trainer state (atomic)."""
+        checkpoint = make_checkpoint(
+            self.model,
+            classes=self.classes,
+            preprocess=self.preprocess,
+            metrics=metrics if metrics is not None else self.last_metrics,
+            trainer_state=self._trainer_state(),
+        )
+        self._call("on_save_checkpoint", self, checkpoint)
+        return save_checkpoint(checkpoint, path)
+
+    def load_weights(self, path: str | os.PathLike[str]) -> None:
+        """Load only the model weights of a checkpoint (the caller's RNG is untouched)."""
+        checkpoint = load_checkpoint(path, map_location=self.device)
+        load_weights(self.model, checkpoint, source=str(path))
+
+    # ------------------------------------------------------------------------ epoch loop
+    def _run_epoch(self, train_loader: EpochLoader, val_loader: EpochLoader | None) -> None:
+        epoch_start = time.monotonic()
+        metrics = self._train_epoch(train_loader)
+        if val_loader is not None and not self.should_stop_now():
+            self._call("on_validation_epoch_start", self)
+            val = {f"val_{k}": v for k, v in self._evaluate(val_loader, "validation").compute().items()}
+            self._call("on_validation_epoch_end", self, val)
+            metrics.update(val)
+        metrics["lr"] = self.learning_rate
+        metrics["epoch_time"] = time.monotonic() - epoch_start
+        self._step_scheduler_on_epoch(metrics)
+        self.last_metrics = {"epoch": float(self.epoch), **metrics}
+        self.history.append(self.last_metrics)
+        finished_epoch = self.epoch
+        self.epoch += 1  # a checkpoint written now resumes at the next epoch
+        self.batch_in_epoch = 0
+        self._call("on_epoch_end", self, finished_epoch, self.last_metrics)
+
+    def _train_epoch(self, loader: EpochLoader) -> dict[str, float]:
+        self.model.train()
+        loader.set_epoch(self.epoch)
+        start = self._resume_batch
+        self._resume_batch = 0
+        if start:
+            loader.skip_batches(start)
+        else:
+            self.train_metrics = None
+        self._call("on_train_epoch_start", self, self.epoch)
+        nonfinite: list[torch.Tensor] = []
+        for batch_index, batch in enumerate(loader, start=start):
+            self.batch_in_epoch = batch_index
+            self._call("on_train_batch_start", self, batch, batch_index)
+            output = self._train_step(batch, batch_index, last=batch_index == len(loader) - 1)
+            if self.check_finite:
+                self._check_finite(output.loss, batch_index, nonfinite)
+            self.batch_in_epoch = batch_index + 1
+            self._call("on_train_batch_end", self, batch, output)
+            if self.log_every_n_steps and self.global_step % self.log_every_n_steps == 0 and (
+                (batch_index + 1) % self.accumulate_grad_batches == 0
+            ):
+                self._flush_finite_checks(nonfinite)
+                self._call("on_train_log", self, self._running_metrics(len(loader)))
+            if self.should_stop_now():
+                break
+        self._flush_finite_checks(nonfinite)
+        metrics = self.train_metrics.compute() if self.train_metrics else {}
+        train = {f"train_{k}": v for k, v in metrics.items()}
+        self._call("on_train_epoch_end", self, self.epoch, train)
+        return train
+
+    def _train_step(self, batch: Any, batch_index: int, *, last: bool) -> StepOutput:
+        x, y = self._unpack(batch)
+        with self._autocast():
+            outputs = self.model(x)
+        if self.train_metrics is None:
+            self.train_metrics = ClassificationMetrics(
+                _num_outputs(outputs), confusion=False
+            )
+            _check_labels(y, outputs)
+        with self._autocast():
+            loss = self._loss(outputs, y)
+        scaled = loss / self.accumulate_grad_batches if self.accumulate_grad_batches > 1 else loss
+        self.scaler.scale(scaled).backward()
+        if (batch_index + 1) % self.accumulate_grad_batches == 0 or last:
+            self._optimizer_step()
+        detached = loss.detach()
+        self.train_metrics.update(outputs, y, detached)
+        return StepOutput(detached, outputs.detach(), y, batch_index)
+
+    def _optimizer_step(self) -> None:
+        if self.gradient_clip_val is not None:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.gradient_clip_val)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.global_step += 1
+        if self.scheduler is not None and self.scheduler_interval == "step":
+            self.scheduler.step()
+
+    def _evaluate(self, loader: EpochLoader, stage: Literal["validation", "test"]) -> ClassificationMetrics:
+        was_training = self.model.training
+        self.model.eval()
+        metrics: ClassificationMetrics | None = None
+        hook = "on_validation_batch_end" if stage == "validation" else "on_test_batch_end"
+        with torch.inference_mode():
+            for batch_index, batch in enumerate(loader):
+                x, y = self._unpack(batch)
+                with self._autocast():
+                    outputs = self.model(x)
+                    if metrics is None:
+                        metrics = ClassificationMetrics(_num_outputs(outputs), top_k=self.top_k)
+                        _check_labels(y, outputs)
+                    loss = self._loss(outputs, y)
+                metrics.update(outputs.float(), y, loss)
+                self._call(hook, self, batch, StepOutput(loss, outputs, y, batch_index))
+        self.model.train(was_training)
+        if metrics is None:
+            raise ConfigurationError(f"the {stage} data is empty: it yielded no batch")
+        return metrics
+
+    # ------------------------------------------------------------------------ helpers
+    def should_stop_now(self) -> bool:
+        """Whether training must end now (a callback asked, or a step/time budget ran out)."""
+        return self.should_stop or self._out_of_budget()
+
+    def _out_of_budget(self) -> bool:
+        if self.max_steps is not None and self.global_step >= self.max_steps:
+            return True
+        return self.max_time is not None and time.monotonic() - self._start_time >= self.max_time
+
+    def _unpack(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+            raise ConfigurationError(
+                f"expected each batch to be (images, labels), got {type(batch).__name__}"
+                f"{f' of length {len(batch)}' if isinstance(batch, (tuple, list)) else ''}"
+            )
+        x, y = batch
+        if x.device != self.device or y.device != self.device:
+            x, y = move_to_device((x, y), self.device)
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y
+
+    def _loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        try:
+            return self.loss_fn(outputs, targets)
+        except (RuntimeError, ValueError, IndexError) as error:
+            raise ConfigurationError(
+                f"the loss {type(self.loss_fn).__name__} failed on model outputs of shape "
+                f"{tuple(outputs.shape)} and labels of shape {tuple(targets.shape)} "
+                f"({str(error).splitlines()[0]}): the model must output (batch, num_classes) "
+                "scores and the labels must be (batch,) class indices"
+            ) from error
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        dtype = _PRECISIONS[self.precision]
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def _check_finite(self, loss: torch.Tensor, batch_index: int, pending: list[torch.Tensor]) -> None:
+        if self.device.type == "cpu":
+            if not math.isfinite(float(loss)):
+                self._raise_nonfinite(float(loss), batch_index)
+        else:  # record on the device; read at the next log interval or epoch end
+            pending.append(torch.isfinite(loss))
+
+    def _flush_finite_checks(self, pending: list[torch.Tensor]) -> None:
+        if not pending:
+            return
+        flags = torch.stack(pending).cpu()
+        first_step_in_list = self.batch_in_epoch - len(pending)
+        pending.clear()
+        if not bool(flags.all()):
+            bad = int((~flags).nonzero()[0])
+            self._raise_nonfinite(math.nan, first_step_in_list + bad)
+
+    def _raise_nonfinite(self, value: float, batch_index: int) -> None:
+        raise NonFiniteLossError(
+            f"the training loss became {value} at epoch {self.epoch}, batch {batch_index} "
+            f"(global step {self.global_step}); training stopped and no checkpoint was written "
+            "from this point. Lower the learning rate, clip gradients (gradient_clip_val=1.0) "
+            "or check the data for NaN values."
+        )
+
+    def _running_metrics(self, num_batches: int) -> dict[str, float]:
+        values = self.train_metrics.compute() if self.train_metrics else {}
+        elapsed = max(time.monotonic() - self._start_time, 1e-9)
+        return {
+            "epoch": float(self.epoch),
+            "step": float(self.global_step),
+            "batch": float(self.batch_in_epoch),
+            "num_batches": float(num_batches),
+            "samples": float(self.train_metrics.count if self.train_metrics else 0),
+            "elapsed": elapsed,
+            **{f"train_{k}": v for k, v in values.items()},
+        }
+
+    def _step_scheduler_on_epoch(self, metrics: dict[str, float]) -> None:
+        if self.scheduler is None or self.scheduler_interval != "epoch":
+            return
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            assert self.monitor is not None
+            if self.monitor not in metrics:
+                raise ConfigurationError(
+                    f"ReduceLROnPlateau needs the monitored metric {self.monitor!r}, but this "
+                    f"epoch logged {sorted(metrics)}: pass monitor= to the Trainer"
+                )
+            self.scheduler.step(metrics[self.monitor])
+        else:
+            self.scheduler.step()
+
+    def _eval_loader(self, data: Data | None, batch_size: int) -> EpochLoader | None:
+        if data is None:
+            return None
+        return make_loader(
+            data,
+            batch_size,
+            shuffle=False,
+            device=self.device,
+            num_workers=self.num_workers,
+            rank=self.rank,
+            world_size=self.world_size,
+        )
+
+    def _describe_data(self, data: Data) -> None:
+        dataset = data.dataset if isinstance(data, DataLoader) else data
+        classes = getattr(dataset, "classes", None)
+        if self.classes is None and classes is not None:
+            self.classes = [str(c) for c in classes]
+        if self.preprocess is None:
+            self.preprocess = _preprocess_of(dataset)
+
+    def _class_names(self, num_classes: int) -> list[str]:
+        if self.classes is not None and len(self.classes) == num_classes:
+            return self.classes
+        return [str(i) for i in range(num_classes)]
+
+    def _checkpoint_path(self, ckpt: str | os.PathLike[str]) -> Path:
+        if ckpt in ("best", "last"):
+            path = self.best_checkpoint if ckpt == "best" else self.last_checkpoint
+            if path is None:
+                raise ConfigurationError(
+                    f"ckpt={ckpt!r} but no checkpoint was saved in this run: train with a "
+                    "ModelCheckpoint callback first, or pass a checkpoint path"
+                )
+            return Path(path)
+        return Path(ckpt)
+
+    def _call(self, hook: str, *args: Any) -> None:
+        for method in self._hooks.get(hook, ()) if self._hooks else _bound(self.callbacks, hook):
+            method(*args)
+
+    # ------------------------------------------------------------------------ callbacks
+    def _add_default_callbacks(self, checkpointing: bool, progress: bool) -> None:
+        from visionkit.callbacks.checkpoint import ModelCheckpoint
+        from visionkit.callbacks.progress import ProgressBar
+
+        if checkpointing and not any(isinstance(c, ModelCheckpoint) for c in self.callbacks):
+            self.callbacks.append(ModelCheckpoint(None, monitor=None))
+        if progress and not any(isinstance(c, ProgressBar) for c in self.callbacks):
+            self.callbacks.append(ProgressBar())
+
+    def _configure_callbacks(self, *, has_val: bool) -> None:
+        from visionkit.callbacks.checkpoint import ModelCheckpoint
+
+        for callback in self.callbacks:
+            if isinstance(callback, ModelCheckpoint):
+                callback.setup(self, default_monitor=self.monitor, root=self._run_dir())
+        # Checkpoint callbacks decide last, so the state they save includes every other
+        # callback's decision for the epoch (e.g. EarlyStopping's counter).
+        self.callbacks.sort(key=lambda c: isinstance(c, ModelCheckpoint))
+        keys = [c.state_key for c in self.callbacks]
+        duplicates = sorted({k for k in keys if keys.count(k) > 1})
+        if duplicates:
+            raise ConfigurationError(
+                f"several callbacks share the state key(s) {duplicates}: give each a distinct "
+                "state_key so a resumed run restores the right state"
+            )
+
+    def _run_dir(self) -> Path:
+        version = 0
+        while (self.default_root_dir / f"version_{version}").exists():
+            version += 1
+        return self.default_root_dir / f"version_{version}"
+
+    # ------------------------------------------------------------------------ resume
+    def _trainer_state(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "batch_in_epoch": self.batch_in_epoch,
+            "seed": self.seed,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict(),
+            "callbacks": {c.state_key: c.state_dict() for c in self.callbacks},
+            "history": self.history.state_dict(),
+            "rng": get_rng_state(),
+            "train_metrics": (
+                self.train_metrics.state_tensor().cpu()
+                if self.train_metrics is not None and self.batch_in_epoch
+                else None
+            ),
+            "monitor": self.monitor,
+        }
+
+    def _resume(self, path: str | os.PathLike[str]) -> None:
+        checkpoint = load_checkpoint(path, map_location="cpu")
+        state = checkpoint.get("trainer_state")
+        if state is None:
+            raise ConfigurationError(
+                f"{path} holds weights only, no trainer state to resume from: load it with "
+                "trainer.load_weights() or Predictor.from_checkpoint() instead"
+            )
+        load_weights(self.model, checkpoint, source=str(path))
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        for callback in self.callbacks:
+            if callback.state_key in state["callbacks"]:
+                callback.load_state_dict(state["callbacks"][callback.state_key])
+        self.history.load_state_dict(state["history"])
+        self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
+        self.batch_in_epoch = self._resume_batch = int(state["batch_in_epoch"])
+        self.seed = int(state["seed"])
+        if state.get("train_metrics") is not None and self.train_metrics is None:
+            width = state["train_metrics"].numel()
+            self.train_metrics = ClassificationMetrics(max(width - 3, 1), confusion=False)
+            self.train_metrics.load_state_tensor(state["train_metrics"].to(self.device))
+        set_rng_state(state["rng"])
+        self._hooks = {}
+        self._call("on_load_checkpoint", self, checkpoint)
+
+    def __repr__(self) -> str:
+        return (
+            f"Trainer(model={type(self.model).__name__}, device={self.device}, "
+            f"max_epochs={self.max_epochs}, precision={self.precision!r})"
+        )
+
+
+def _bound(callbacks: Sequence[Callback], hook: str) -> Iterator[Callable[..., None]]:
+    for callback in callbacks:
+        yield getattr(callback, hook)
+
+
+def _active_hooks(callbacks: Sequence[Callback]) -> dict[str, list[Callable[..., None]]]:
+    """The hooks each callback really overrides, so no-op hooks cost nothing per step."""
+    hooks: dict[str, list[Callable[..., None]]] = {}
+    for name in dir(Callback):
+        if not name.startswith("on_"):
+            continue
+        base = getattr(Callback, name)
+        hooks[name] = [
+            getattr(c, name) for c in callbacks if getattr(type(c), name, base) is not base
+        ]
+    return hooks
+
+
+def _num_outputs(outputs: torch.Tensor) -> int:
+    if outputs.dim() != 2:
+        raise ConfigurationError(
+            f"the model returned outputs of shape {tuple(outputs.shape)}; a classifier must "
+            "return (batch, num_classes) scores"
+        )
+    return int(outputs.shape[1])
+
+
+def _check_labels(targets: torch.Tensor, outputs: torch.Tensor) -> None:
+    """Check label range once, on the first batch, before CUDA can hit a device assert."""
+    if targets.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
+        raise ConfigurationError(
+            f"labels must be integer class indices, got dtype {targets.dtype}"
+        )
+    if targets.numel() == 0:
+        return
+    cpu = targets.detach().cpu()
+    low, high = int(cpu.min()), int(cpu.max())
+    classes = outputs.shape[1]
+    if low < 0 or high >= classes:
+        raise ConfigurationError(
+            f"found label {high if high >= classes else low} but the model outputs {classes} "
+            f"classes (labels must be 0..{classes - 1}): build the model with "
+            f"num_classes={max(high + 1, classes)} or fix the labels"
+        )
+
+
+def _check_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    own = {id(p) for p in model.parameters()}
+    held = [p for group in optimizer.param_groups for p in group["params"]]
+    if not any(id(p) in own for p in held):
+        raise ConfigurationError(
+            f"the optimizer holds {len(held)} tensors but none is a parameter of the model: "
+            "create it from this model, e.g. torch.optim.SGD(model.parameters(), lr=0.01)"
+        )
+
+
+def _check_options(
+    max_epochs: int,
+    max_steps: int | None,
+    accumulate: int,
+    precision: str,
+    interval: str,
+) -> None:
+    if max_epochs < 1:
+        raise ConfigurationError(f"max_epochs must be >= 1, got {max_epochs}")
+    if max_steps is not None and max_steps < 1:
+        raise ConfigurationError(f"max_steps must be >= 1 or None, got {max_steps}")
+    if accumulate < 1:
+        raise ConfigurationError(f"accumulate_grad_batches must be >= 1, got {accumulate}")
+    if precision not in _PRECISIONS:
+        raise ConfigurationError(
+            f"precision must be one of {sorted(_PRECISIONS)}, got {precision!r}"
+        )
+    if interval not in ("epoch", "step"):
+        raise ConfigurationError(f"scheduler_interval must be 'epoch' or 'step', got {interval!r}")
+
+
+def _preprocess_of(dataset: Any) -> Preprocess | None:
+    if isinstance(dataset, TensorImageDataset):
+        c, h, w = dataset.image_shape
+        return Preprocess(
+            mode="L" if c == 1 else "RGB",
+            size=(h, w),
+            mean=tuple(dataset.mean) if dataset.mean else None,
+            std=tuple(dataset.std) if dataset.std else None,
+        )
+    described = getattr(dataset, "preprocess", None)
+    return described if isinstance(described, Preprocess) else None
