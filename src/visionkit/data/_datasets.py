@@ -126,11 +126,9 @@ class TensorImageDataset(ClassificationDataset):
         self.classes = list(classes)
         self.augment = augment
         self.mean, self.std = _check_stats(mean, std, images.shape[1])
-        channels = images.shape[1]
-        std_t = torch.tensor(self.std or [1.0] * channels, dtype=torch.float32)
-        mean_t = torch.tensor(self.mean or [0.0] * channels, dtype=torch.float32)
-        self._scale = (1.0 / (255.0 * std_t)).view(1, -1, 1, 1)
-        self._shift = (-mean_t / std_t).view(1, -1, 1, 1)
+        shape = (1, images.shape[1], 1, 1)
+        self._mean = torch.tensor(self.mean).view(shape) if self.mean else None
+        self._std = torch.tensor(self.std).view(shape) if self.std else None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -143,10 +141,17 @@ class TensorImageDataset(ClassificationDataset):
         return self.normalize(image)[0], int(self.targets[index])
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """Turn a ``uint8`` batch ``(B, C, H, W)`` into normalized ``float32``."""
-        scale = self._scale.to(images.device, non_blocking=True)
-        shift = self._shift.to(images.device, non_blocking=True)
-        return torch.addcmul(shift, images.float(), scale)
+        """Turn a ``uint8`` batch ``(B, C, H, W)`` into normalized ``float32``.
+
+        The arithmetic is torchvision's ``ToTensor`` then ``Normalize``, so the values are
+        bit-identical to a torchvision pipeline with the same statistics.
+        """
+        result = images.float().div_(255)
+        if self._mean is not None and self._std is not None:
+            mean = self._mean.to(images.device, non_blocking=True)
+            std = self._std.to(images.device, non_blocking=True)
+            result.sub_(mean).div_(std)
+        return result
 
     def with_normalization(
         self, mean: Sequence[float] | None, std: Sequence[float] | None
