@@ -181,6 +181,12 @@ class TensorImageDataset(ClassificationDataset):
         )
         return moved
 
+    def select(self, indices: Sequence[int] | torch.Tensor) -> TensorImageDataset:
+        """Return a new in-memory data set of the samples at ``indices``, in that order."""
+        selected = super().select(indices)
+        assert isinstance(selected, TensorImageDataset)
+        return selected
+
     def _select(self, index: torch.Tensor) -> TensorImageDataset:
         index = index.to(self.images.device)
         return TensorImageDataset(

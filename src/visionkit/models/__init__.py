@@ -13,15 +13,42 @@ from visionkit.models._registry import (
     model_spec,
     register_model,
 )
+from visionkit.models.convnet import ConvNet, convnet, convnet_cifar
 from visionkit.models.mlp import MLP, mlp
+from visionkit.models.resnet import ResBlock, ResNetDeep, resnet_deep
+from visionkit.models.transfer import (
+    count_parameters,
+    find_head,
+    freeze,
+    make_head,
+    replace_head,
+    trainable_parameters,
+    unfreeze,
+)
+from visionkit.models.vgg import VGG16Transfer, vgg16_transfer
 
 __all__ = [
     "MLP",
+    "ConvNet",
     "ModelSpec",
+    "ResBlock",
+    "ResNetDeep",
+    "VGG16Transfer",
+    "convnet",
+    "convnet_cifar",
+    "count_parameters",
     "create_model",
+    "find_head",
+    "freeze",
     "get_model_factory",
     "list_models",
+    "make_head",
     "mlp",
     "model_spec",
     "register_model",
+    "replace_head",
+    "resnet_deep",
+    "trainable_parameters",
+    "unfreeze",
+    "vgg16_transfer",
 ]

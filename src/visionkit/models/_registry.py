@@ -8,7 +8,9 @@ checkpoint can rebuild the same architecture later (see :func:`model_spec`).
 from __future__ import annotations
 
 import difflib
+import enum
 import fnmatch
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -109,13 +111,15 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     try:
         model = factory(**kwargs)
     except TypeError as error:
-        raise ConfigurationError(f"create_model({name!r}, ...) got bad arguments: {error}") from error
+        raise ConfigurationError(
+            f"create_model({name!r}, ...) got bad arguments: {error}"
+        ) from error
     if not isinstance(model, nn.Module):
         raise ConfigurationError(
             f"the factory registered as {name!r} returned {type(model).__name__}, "
             "expected a torch.nn.Module"
         )
-    object.__setattr__(model, _SPEC_ATTRIBUTE, ModelSpec(name, dict(kwargs)))
+    object.__setattr__(model, _SPEC_ATTRIBUTE, ModelSpec(name, _recordable(kwargs)))
     return model
 
 
@@ -138,3 +142,15 @@ def list_models(pattern: str = "*") -> list[str]:
 
 def _describe(fn: Callable[..., Any]) -> str:
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+
+
+def _recordable(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Paths and enum members as strings: checkpoints (read with weights_only=True) store them."""
+    plain = {}
+    for key, value in kwargs.items():
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        elif isinstance(value, enum.Enum):
+            value = f"{type(value).__name__}.{value.name}"
+        plain[key] = value
+    return plain

@@ -1,0 +1,73 @@
+"""Input-shape helpers shared by the convolutional models: sizes, layer math, clear errors."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from visionkit.exceptions import ConfigurationError
+
+__all__ = ["check_images", "check_ints", "conv_output", "format_shape", "image_size"]
+
+
+def image_size(input_size: int | Sequence[int]) -> tuple[int, int]:
+    """Return ``(height, width)`` for an ``input_size`` given as ``28`` or ``(28, 28)``."""
+    size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+    if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
+        raise ConfigurationError(
+            f"input_size must be a positive int or a (height, width) pair, got {input_size!r}"
+        )
+    return size[0], size[1]
+
+
+def format_shape(shape: Sequence[int]) -> str:
+    """``(3, 32, 32)`` -> ``"3x32x32"``."""
+    return "x".join(str(s) for s in shape)
+
+
+def check_images(model: str, x: torch.Tensor, expected: tuple[int, int, int]) -> None:
+    """Raise a :class:`ConfigurationError` unless ``x`` is an ``(N, *expected)`` batch.
+
+    Only Python-side shape comparisons: no device synchronisation, so it is free per step.
+    """
+    found = tuple(x.shape[1:])
+    if x.dim() == 4 and found == expected:
+        return
+    want = format_shape(expected)
+    if x.dim() != 4:
+        hint = (
+            "add a batch dimension with x.unsqueeze(0)"
+            if tuple(x.shape) == expected
+            else (f"pass batches of shape (N, {', '.join(map(str, expected))})")
+        )
+        raise ConfigurationError(
+            f"{model} expected a 4-d batch (N, C, H, W) of {want} images, got a tensor of "
+            f"shape {tuple(x.shape)}: {hint}"
+        )
+    raise ConfigurationError(
+        f"{model} expected {want} images, got {format_shape(found)}: "
+        f"{_fix(found, expected)} to create_model, or resize the images to {want}"
+    )
+
+
+def _fix(found: tuple[int, ...], expected: tuple[int, int, int]) -> str:
+    args = []
+    if found[0] != expected[0]:
+        args.append(f"in_channels={found[0]}")
+    if found[1:] != expected[1:]:
+        height, width = found[1:]
+        args.append(f"input_size={height if height == width else (height, width)}")
+    return "pass " + ", ".join(args)
+
+
+def conv_output(size: int, *, kernel_size: int, padding: int, stride: int = 1) -> int:
+    """Spatial size after a convolution (or pooling) layer."""
+    return (size + 2 * padding - kernel_size) // stride + 1
+
+
+def check_ints(*, least: int = 1, **values: int) -> None:
+    """Raise a :class:`ConfigurationError` naming the first value that is not an int >= least."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ConfigurationError(f"{name} must be an integer >= {least}, got {value!r}")

@@ -1,0 +1,60 @@
+"""The README's main job (`python -m visionkit demo`) and the example scripts in smoke mode."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from visionkit.__main__ import main
+from visionkit.predict import load_checkpoint
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_demo_reaches_90_percent_and_lists_its_outputs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", "--output-dir", str(tmp_path / "demo"), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((tmp_path / "demo" / "test_report.json").read_text())
+    assert report["accuracy"] >= 0.90
+    assert len(report["per_class_accuracy"]) == 10 and report["num_samples"] == 1000
+    assert "val_loss improved to" in printed  # validation progress and best checkpoint
+    assert "class         accuracy  correct/total" in printed  # per-class table
+    assert "predictions of the saved checkpoint" in printed
+    for name in ("checkpoints/best.ckpt", "checkpoints/last.ckpt", "test_report.json"):
+        assert str((tmp_path / "demo" / name).resolve()) in printed
+    assert (tmp_path / "demo" / "predictions.png").stat().st_size > 10_000
+    assert load_checkpoint(tmp_path / "demo/checkpoints/best.ckpt")["model"]["name"] == "mlp"
+
+
+def test_cli_reports_errors_without_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["predict", str(tmp_path / "missing.ckpt"), "x.png"]) == 2
+    assert "error: checkpoint not found" in capsys.readouterr().err
+
+
+def _run_example(name: str, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    command = [sys.executable, str(EXAMPLES / name), "--smoke", "--device", "cpu"]
+    command += ["--output-dir", str(tmp_path / "out"), *extra]
+    result = subprocess.run(
+        command, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_w1_example_smoke(tmp_path: Path) -> None:
+    result = _run_example("w1_mnist_mlp.py", tmp_path)
+    assert "overall" in result.stdout and "test accuracy" in result.stdout
+    out = tmp_path / "out"
+    assert (out / "checkpoints" / "best.ckpt").is_file()
+    assert json.loads((out / "test_report.json").read_text())["num_samples"] == 1000
+    assert (out / "predictions.png").stat().st_size > 10_000
