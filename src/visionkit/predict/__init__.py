@@ -1,5 +1,7 @@
-"""Prediction: the ``Predictor``, the checkpoint format and plots."""
+"""Prediction: the ``Predictor``, the checkpoint format, plots and export."""
 
+from visionkit.predict._export import ExportFormat, export, load_exported
+from visionkit.predict._images import IMAGE_EXTENSIONS, ImageInput
 from visionkit.predict.checkpoint import (
     FORMAT_VERSION,
     Preprocess,
@@ -17,10 +19,15 @@ from visionkit.predict.predictor import Prediction, Predictor
 
 __all__ = [
     "FORMAT_VERSION",
+    "IMAGE_EXTENSIONS",
+    "ExportFormat",
+    "ImageInput",
     "Prediction",
     "Predictor",
     "Preprocess",
+    "export",
     "load_checkpoint",
+    "load_exported",
     "make_checkpoint",
     "plot_confusion_matrix",
     "plot_history",

@@ -24,21 +24,26 @@ instead.
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
+import re
 import tempfile
-import zipfile
+import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from visionkit._version import __version__
-from visionkit.exceptions import CheckpointError
+from visionkit.exceptions import CheckpointError, ConfigurationError
+
+if TYPE_CHECKING:
+    from visionkit.predict._images import ImageInput
 
 __all__ = [
     "FORMAT",
@@ -55,6 +60,8 @@ __all__ = [
 FORMAT = "visionkit-checkpoint"
 FORMAT_VERSION = 1
 _SAFE_SCALARS = (type(None), bool, int, float, str)
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_PROTO = b"\x80"  # the legacy (pre-zip) torch.save format starts with a pickle
 
 
 @dataclass(frozen=True)
@@ -78,10 +85,65 @@ class Preprocess:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
 
+    def __post_init__(self) -> None:
+        if self.mode not in ("L", "RGB"):
+            raise ConfigurationError(
+                f"Preprocess mode must be 'L' (1 channel) or 'RGB' (3 channels), got {self.mode!r}"
+            )
+        if (self.mean is None) != (self.std is None):
+            raise ConfigurationError("Preprocess needs both mean and std, or neither")
+        for name in ("size", "mean", "std"):  # lists (e.g. from JSON) become tuples
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, tuple(value))
+
     @property
     def channels(self) -> int:
         """Number of channels of the model input."""
         return 1 if self.mode == "L" else 3
+
+    @property
+    def input_shape(self) -> tuple[int, int, int] | None:
+        """``(C, H, W)`` of one model input, or ``None`` when the size is not fixed."""
+        if self.center_crop is not None:
+            return (self.channels, self.center_crop, self.center_crop)
+        if self.resize is None and self.size is not None:
+            return (self.channels, *self.size)
+        return None
+
+    def __call__(self, image: ImageInput) -> torch.Tensor:
+        """Preprocess one raw image into a ``float32`` ``C x H x W`` model input.
+
+        Example:
+            >>> import numpy as np
+            >>> spec = Preprocess(mode="L", size=(2, 2), mean=(0.5,), std=(0.5,))
+            >>> spec(np.array([[0, 255], [255, 0]], dtype=np.uint8))
+            tensor([[[-1.,  1.],
+                     [ 1., -1.]]])
+        """
+        return self.normalize(self.to_uint8(image))
+
+    def to_uint8(self, image: ImageInput) -> torch.Tensor:
+        """Convert, resize and crop one raw image: a ``uint8`` ``C x H x W`` tensor.
+
+        ``image`` is a path, a PIL image, a ``uint8`` NumPy array (``H x W`` or
+        ``H x W x C``) or a ``uint8`` tensor (``C x H x W``). The result equals torchvision's
+        ``Resize``, ``CenterCrop`` and ``PILToTensor`` applied to the PIL image.
+        """
+        from visionkit.predict._images import to_uint8
+
+        return to_uint8(image, self)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """Scale ``uint8`` images (``C x H x W`` or a batch) to ``[0, 1]``, then normalize.
+
+        Bit-identical to torchvision's ``ToTensor`` followed by ``Normalize(mean, std)``.
+        """
+        result = images.float().div_(255)
+        if self.mean is not None and self.std is not None:
+            mean, std = _stats_tensors(self.mean, self.std, images.device)
+            result.sub_(mean).div_(std)
+        return result
 
     def to_dict(self) -> dict[str, Any]:
         """Checkpoint-safe dict."""
@@ -102,6 +164,15 @@ class Preprocess:
             mean=_tuple(data.get("mean")),
             std=_tuple(data.get("std")),
         )
+
+
+@functools.lru_cache(maxsize=16)
+def _stats_tensors(
+    mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``mean`` and ``std`` as ``(C, 1, 1)`` float32 tensors on ``device``, made once."""
+    as_tensor = functools.partial(torch.tensor, dtype=torch.float32, device=device)
+    return as_tensor(mean).view(-1, 1, 1), as_tensor(std).view(-1, 1, 1)
 
 
 def make_checkpoint(
@@ -199,6 +270,7 @@ def load_checkpoint(
             f"({__version__}) reads versions up to {FORMAT_VERSION}: upgrade visionkit "
             "(pip install -U visionkit)"
         )
+    _check_layout(checkpoint, path)
     return checkpoint
 
 
@@ -235,26 +307,66 @@ def load_weights(model: nn.Module, checkpoint: Mapping[str, Any], *, source: str
 
 
 def _safe_torch_load(path: Path, map_location: str | torch.device) -> Any:
+    _check_magic(path)
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols of odd files
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
+        raise _unpickling_error(path, error) from None
+    except Exception as error:  # any other failure deep inside torch means a damaged file
+        first = str(error).splitlines()[0].split(". ")[0] if str(error) else "no detail"
         raise CheckpointError(
-            f"refused to load {path}: it contains Python objects other than tensors and plain "
-            "data, which could run code when loaded, so visionkit does not unpickle them. "
-            f"Only load checkpoints from sources you trust. ({_unpickling_detail(error)})"
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError) as error:
-        raise CheckpointError(
-            f"checkpoint {path} is truncated or corrupt ({type(error).__name__}: "
-            f"{str(error).splitlines()[0] if str(error) else 'no detail'}); "
+            f"checkpoint {path} is truncated or corrupt ({type(error).__name__}: {first}); "
             "use another checkpoint"
         ) from None
 
 
-def _unpickling_detail(error: Exception) -> str:
-    lines = [line.strip() for line in str(error).splitlines()]
-    detail = next((line for line in lines if "Unsupported" in line or "global" in line), "")
-    return detail.replace("WeightsUnpickler error: ", "") or (lines[0] if lines else "")
+def _check_magic(path: Path) -> None:
+    with path.open("rb") as stream:
+        head = stream.read(4)
+    if head.startswith(_ZIP_MAGIC) or head.startswith(_PICKLE_PROTO):
+        return
+    raise CheckpointError(
+        f"{path} is not a PyTorch checkpoint file (it starts with bytes {head.hex(' ')}, "
+        "expected a zip archive written by torch.save): the file is corrupt or of another "
+        "kind; use another checkpoint"
+    )
+
+
+def _unpickling_error(path: Path, error: Exception) -> CheckpointError:
+    text = str(error)
+    blocked = re.search(r"GLOBAL ([\w.]+)", text)
+    if blocked:
+        return CheckpointError(
+            f"refused to load {path}: it contains Python objects other than tensors and plain "
+            "data, which could run code when loaded, so visionkit does not unpickle them "
+            f"(it references {blocked.group(1)}). Only load checkpoints from sources you trust"
+        )
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    detail = next((line for line in lines if "Unsupported" in line), lines[0] if lines else "")
+    return CheckpointError(
+        f"refused to load {path}: its pickle data is corrupt or uses instructions that "
+        f"cannot be loaded safely ({detail.replace('WeightsUnpickler error: ', '')}); "
+        "use another checkpoint"
+    )
+
+
+def _check_layout(checkpoint: dict[str, Any], path: Path) -> None:
+    state = checkpoint.get("state_dict")
+    model = checkpoint.get("model")
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise CheckpointError(
+            f"{path} claims to be a visionkit checkpoint but its 'state_dict' is not a dict "
+            f"of tensors (found {type(state).__name__}); the file is damaged"
+        )
+    if not isinstance(model, dict):
+        raise CheckpointError(
+            f"{path} claims to be a visionkit checkpoint but has no 'model' description "
+            f"(found {type(model).__name__}); the file is damaged"
+        )
 
 
 def _check_safe(value: Any, where: str) -> None:

@@ -32,8 +32,7 @@ def _figure(**kwargs: Any) -> Figure:
         from matplotlib.figure import Figure
     except ImportError:
         raise ConfigurationError(
-            "plotting needs matplotlib, which is an optional extra: "
-            'pip install "visionkit[plot]"'
+            'plotting needs matplotlib, which is an optional extra: pip install "visionkit[plot]"'
         ) from None
     return Figure(**kwargs)
 
@@ -53,10 +52,14 @@ def plot_history(history: History, *, path: str | os.PathLike[str] | None = None
         axes = figure.add_subplot(1, 2, position)
         for split in ("train", "val"):
             name = f"{split}_{metric}"
-            points = [(x, e[name]) for x, e in zip(epochs, history.epochs, strict=True) if name in e]
+            points = [
+                (x, e[name]) for x, e in zip(epochs, history.epochs, strict=True) if name in e
+            ]
             if points:
                 xs, ys = zip(*points, strict=True)
-                axes.plot(xs, ys, marker="o", label="training" if split == "train" else "validation")
+                axes.plot(
+                    xs, ys, marker="o", label="training" if split == "train" else "validation"
+                )
         axes.set_xlabel("epoch")
         axes.set_ylabel(metric)
         axes.set_title(metric.capitalize())
@@ -131,6 +134,13 @@ def plot_confusion_matrix(
     threshold = matrix.max() / 2 if matrix.size else 0
     for (row, col), value in np.ndenumerate(matrix):
         text = f"{value:.2f}" if normalize else f"{int(value)}"
-        axes.text(col, row, text, ha="center", va="center",
-                  color="white" if value > threshold else "black", fontsize=8)
+        axes.text(
+            col,
+            row,
+            text,
+            ha="center",
+            va="center",
+            color="white" if value > threshold else "black",
+            fontsize=8,
+        )
     return _finish(figure, path)

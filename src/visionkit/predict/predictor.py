@@ -3,30 +3,31 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import nn
-from torchvision.transforms.v2 import functional as TF
 
 from visionkit._device import resolve_device
 from visionkit._seed import get_rng_state, set_rng_state
-from visionkit.exceptions import CheckpointError, ConfigurationError, DataError
+from visionkit.exceptions import CheckpointError, ConfigurationError, DataError, VisionKitError
+from visionkit.predict._images import IMAGE_EXTENSIONS, ImageInput, image_files
 from visionkit.predict.checkpoint import Preprocess, load_checkpoint, load_weights
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from torch.utils.data import Dataset
 
+    from visionkit.training.metrics import EvaluationReport
+
 __all__ = ["IMAGE_EXTENSIONS", "ImageInput", "Prediction", "Predictor"]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-ImageInput = Union[str, os.PathLike[str], Image.Image, np.ndarray, torch.Tensor]
+_PRECISIONS = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -62,15 +63,16 @@ class Predictor:
 
     Preprocessing comes from the checkpoint (the evaluation transform of the data the model
     was trained on), so you pass images as they are. Inference runs in batches under
-    ``torch.inference_mode`` on the chosen device.
+    ``torch.inference_mode`` on the chosen device; images are decoded, resized and cropped
+    one by one, then scaled and normalized as a batch on the device.
 
     Inputs are read as follows:
 
     * a path to an image file, a PIL image, or a ``uint8`` NumPy array (``H x W`` or
       ``H x W x C``) or ``uint8`` tensor (``C x H x W``) is a raw image and gets the
       checkpoint's preprocessing;
-    * a floating-point tensor (``C x H x W`` or ``N x C x H x W``) is already model input,
-      as the visionkit data sets return it;
+    * a floating-point tensor or array (``C x H x W`` or ``N x C x H x W``) is already model
+      input, as the visionkit data sets return it;
     * a folder means every image file in it (recursively, sorted); a list mixes any of these.
 
     Args:
@@ -78,7 +80,16 @@ class Predictor:
         classes: Class names, index = label.
         preprocess: How raw images become model input.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ... (see :func:`visionkit.resolve_device`).
-        precision: ``"32"``, or ``"bf16"`` / ``"16"`` to run under autocast on CUDA.
+        precision: ``"32"``, or ``"bf16"`` / ``"16"`` to run under autocast on CUDA (ignored
+            on other devices).
+
+    Example:
+        >>> from visionkit.models import create_model
+        >>> model = create_model("mlp", in_features=4, hidden=[], num_classes=2)
+        >>> predictor = Predictor(model, classes=["cat", "dog"], device="cpu",
+        ...                       preprocess=Preprocess(mode="L", size=(2, 2)))
+        >>> predictor.predict(np.zeros((2, 2), dtype=np.uint8)).name in ("cat", "dog")
+        True
     """
 
     def __init__(
@@ -90,147 +101,191 @@ class Predictor:
         device: str | torch.device = "auto",
         precision: str = "32",
     ) -> None:
+        if precision not in _PRECISIONS:
+            raise ConfigurationError(f"precision must be '32', 'bf16' or '16', got {precision!r}")
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.classes = list(classes) if classes is not None else None
-        self.preprocess = preprocess
+        self.preprocess = preprocess or Preprocess()
         self.precision = precision
-        self._autocast_dtype = {"bf16": torch.bfloat16, "16": torch.float16}.get(precision)
-        if precision not in ("32", "bf16", "16"):
-            raise ConfigurationError(f"precision must be '32', 'bf16' or '16', got {precision!r}")
+        self._autocast_dtype = _PRECISIONS[precision]
 
     @classmethod
     def from_checkpoint(
         cls,
         path: str | os.PathLike[str],
-        *,
         device: str | torch.device = "auto",
+        *,
         model: nn.Module | None = None,
         precision: str = "32",
     ) -> Predictor:
         """Rebuild the model saved in a visionkit checkpoint and wrap it in a ``Predictor``.
 
         The model is rebuilt from its registry name and arguments in the checkpoint; pass
-        ``model`` for a model that was not built with ``create_model``. Loading leaves the
+        ``model`` for a model that was not built with ``create_model``. The file is read
+        with ``torch.load(weights_only=True)``, so it cannot run code. Loading leaves the
         caller's random number generators exactly as they were.
+
+        Raises:
+            CheckpointError: if the file is missing, corrupt, unsafe, from a newer
+                visionkit, or holds weights of another model than ``model``.
         """
         checkpoint = load_checkpoint(path)
         if model is None:
             model = _rebuild(checkpoint, path)
         load_weights(model, checkpoint, source=str(path))
-        preprocess = checkpoint.get("preprocess")
         return cls(
             model,
-            classes=checkpoint.get("classes"),
-            preprocess=Preprocess.from_dict(preprocess) if preprocess else None,
+            classes=_classes(checkpoint, path),
+            preprocess=_preprocess(checkpoint, path),
             device=device,
             precision=precision,
         )
 
     # ------------------------------------------------------------------ prediction
+    @overload
     def predict(
-        self, inputs: ImageInput | Sequence[ImageInput], *, top_k: int = 1, batch_size: int = 64
+        self, inputs: list[Any] | tuple[Any, ...], *, top_k: int = ..., batch_size: int = ...
+    ) -> list[Prediction]: ...
+
+    @overload
+    def predict(
+        self, inputs: Image.Image, *, top_k: int = ..., batch_size: int = ...
+    ) -> Prediction: ...
+
+    @overload
+    def predict(
+        self, inputs: ImageInput, *, top_k: int = ..., batch_size: int = ...
+    ) -> Prediction | list[Prediction]: ...
+
+    def predict(
+        self, inputs: Any, *, top_k: int = 1, batch_size: int = 64
     ) -> Prediction | list[Prediction]:
-        """Predict the class of one image (returns a :class:`Prediction`) or of many (a list).
+        """Predict one image (returns a :class:`Prediction`) or many (a list, in order).
 
         Args:
             inputs: One image, a folder, a list of images, or a batch tensor.
             top_k: How many of the most probable classes to return per image.
             batch_size: Images per forward pass.
         """
-        single = _is_single(inputs)
         items, sources = self._expand(inputs)
-        probabilities = self.predict_proba(items, batch_size=batch_size)
+        probabilities = torch.softmax(self._logits(items, batch_size), dim=1)
         results = self._to_predictions(probabilities, top_k, sources)
-        return results[0] if single else results
+        return results[0] if _is_single(inputs) else results
 
-    def predict_proba(
-        self, inputs: ImageInput | Sequence[ImageInput], *, batch_size: int = 64
-    ) -> torch.Tensor:
+    def predict_proba(self, inputs: Any, *, batch_size: int = 64) -> torch.Tensor:
         """Class probabilities, shape ``(N, num_classes)``, on the CPU."""
-        return torch.softmax(self.predict_logits(inputs, batch_size=batch_size).float(), dim=1)
+        return torch.softmax(self.predict_logits(inputs, batch_size=batch_size), dim=1)
 
-    def predict_logits(
-        self, inputs: ImageInput | Sequence[ImageInput], *, batch_size: int = 64
-    ) -> torch.Tensor:
-        """The model's raw outputs, shape ``(N, num_classes)``, on the CPU."""
-        items, _ = self._expand(inputs) if not isinstance(inputs, list) else (inputs, None)
-        outputs = [self._forward(batch) for batch in self._batches(items, batch_size)]
+    def predict_logits(self, inputs: Any, *, batch_size: int = 64) -> torch.Tensor:
+        """The model's raw outputs as ``float32``, shape ``(N, num_classes)``, on the CPU."""
+        return self._logits(self._expand(inputs)[0], batch_size)
+
+    def evaluate(
+        self, data: Dataset[Any], *, top_k: Sequence[int] = (5,), batch_size: int = 64
+    ) -> EvaluationReport:
+        """Loss, overall, top-k and per-class accuracy and the confusion matrix on ``data``.
+
+        The loss is the cross entropy of the outputs, which is also right for models
+        that output log-probabilities (``NLLLoss``).
+
+        Args:
+            data: A data set of ``(image, label)`` samples; images may be raw or model input.
+            top_k: The ``k`` values to report top-k accuracy for (skipped when ``k`` is not
+                below the number of classes).
+            batch_size: Images per forward pass.
+        """
+        from visionkit.training.metrics import ClassificationMetrics
+
+        metrics: ClassificationMetrics | None = None
+        for start in range(0, len(data), batch_size):  # type: ignore[arg-type]
+            stop = min(start + batch_size, len(data))  # type: ignore[arg-type]
+            samples = [data[i] for i in range(start, stop)]
+            logits = self._logits([s[0] for s in samples], batch_size)
+            if metrics is None:
+                metrics = ClassificationMetrics(logits.shape[1], top_k=top_k)
+            targets = torch.tensor([int(s[1]) for s in samples])
+            # cross entropy of log-probabilities equals NLL: right for either kind of output
+            metrics.update(logits, targets, nn.functional.cross_entropy(logits, targets))
+        if metrics is None:
+            raise DataError("cannot evaluate on an empty data set")
+        return metrics.report(self._names(metrics.num_classes))
+
+    def to_input(self, item: ImageInput) -> torch.Tensor:
+        """Turn one raw image (or an already preprocessed tensor) into model input."""
+        tensor, raw = self._convert(item)
+        return self.preprocess.normalize(tensor) if raw else tensor
+
+    def _logits(self, items: Sequence[Any], batch_size: int) -> torch.Tensor:
+        if batch_size < 1:
+            raise ConfigurationError(f"batch_size must be >= 1, got {batch_size}")
+        outputs = [self._forward(batch, raw) for batch, raw in self._batches(items, batch_size)]
         if not outputs:
             raise DataError("no image to predict: the input list or folder is empty")
         return torch.cat(outputs)
 
-    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+    def _forward(self, batch: torch.Tensor, raw: bool) -> torch.Tensor:
         with torch.inference_mode():
             batch = batch.to(self.device, non_blocking=True)
+            if raw:
+                batch = self.preprocess.normalize(batch)
             if self._autocast_dtype is not None and self.device.type == "cuda":
                 with torch.autocast("cuda", dtype=self._autocast_dtype):
-                    return self.model(batch).float().cpu()
-            return self.model(batch).cpu()  # type: ignore[no-any-return]
+                    return self.model(batch).float().cpu()  # type: ignore[no-any-return]
+            return self.model(batch).float().cpu()  # type: ignore[no-any-return]
 
-    def _batches(self, items: Sequence[Any], batch_size: int) -> Iterable[torch.Tensor]:
+    def _batches(
+        self, items: Sequence[Any], batch_size: int
+    ) -> Iterator[tuple[torch.Tensor, bool]]:
+        """Stack consecutive inputs of equal shape and kind (raw ``uint8`` or ready float)."""
         pending: list[torch.Tensor] = []
+        pending_raw = False
         for item in items:
-            tensor = self.to_input(item)
-            if tensor.dim() == 4:
-                yield from tensor.split(batch_size)
-                continue
-            if pending and pending[0].shape != tensor.shape:
-                yield torch.stack(pending)
+            tensor, raw = self._convert(item)
+            if pending and (raw != pending_raw or pending[0].shape != tensor.shape[-3:]):
+                yield torch.stack(pending), pending_raw
                 pending = []
+            if tensor.dim() == 4:
+                for start in range(0, tensor.shape[0], batch_size):
+                    yield tensor[start : start + batch_size], raw
+                continue
             pending.append(tensor)
+            pending_raw = raw
             if len(pending) == batch_size:
-                yield torch.stack(pending)
+                yield torch.stack(pending), raw
                 pending = []
         if pending:
-            yield torch.stack(pending)
+            yield torch.stack(pending), pending_raw
 
-    def to_input(self, item: ImageInput) -> torch.Tensor:
-        """Turn one raw image (or an already preprocessed tensor) into model input."""
+    def _convert(self, item: Any) -> tuple[torch.Tensor, bool]:
+        """``(uint8 image, True)`` for a raw image, ``(float input, False)`` for model input."""
+        if isinstance(item, np.ndarray) and item.dtype.kind == "f":
+            item = torch.from_numpy(np.ascontiguousarray(item))
         if isinstance(item, torch.Tensor) and item.is_floating_point():
-            return item
-        if isinstance(item, np.ndarray) and item.dtype != np.uint8:
-            return torch.from_numpy(np.ascontiguousarray(item)).float()
-        image = _load_image(item)
-        return self._preprocess_image(image)
+            return self._check_input(item.float()), False
+        return self.preprocess.to_uint8(item), True
 
-    def _preprocess_image(self, image: Image.Image) -> torch.Tensor:
-        spec = self.preprocess or Preprocess()
-        image = image.convert(spec.mode)
-        tensor = TF.to_image(image)
-        if spec.resize is not None:
-            tensor = TF.resize(tensor, [spec.resize], antialias=True)
-        if spec.center_crop is not None:
-            tensor = TF.center_crop(tensor, [spec.center_crop, spec.center_crop])
-        elif spec.resize is None and spec.size is not None and tuple(tensor.shape[1:]) != spec.size:
-            tensor = TF.resize(tensor, list(spec.size), antialias=True)
-        result = TF.to_dtype(tensor, torch.float32, scale=True)
-        if spec.mean is not None and spec.std is not None:
-            result = TF.normalize(result, list(spec.mean), list(spec.std))
-        return result.as_subclass(torch.Tensor)
-
-    def to_display(self, tensor: torch.Tensor) -> np.ndarray:
-        """Undo the normalization of one model input ``C x H x W`` for plotting (``H x W x C``)."""
-        spec = self.preprocess
-        image = tensor.detach().float().cpu()
-        if spec is not None and spec.mean is not None and spec.std is not None:
-            mean = torch.tensor(spec.mean).view(-1, 1, 1)
-            std = torch.tensor(spec.std).view(-1, 1, 1)
-            image = image * std + mean
-        array: np.ndarray = image.clamp(0, 1).permute(1, 2, 0).numpy()
-        return array[..., 0] if array.shape[2] == 1 else array
+    def _check_input(self, tensor: torch.Tensor) -> torch.Tensor:
+        expected = self.preprocess.input_shape
+        if tensor.dim() not in (3, 4) or (expected and tuple(tensor.shape[-3:]) != expected):
+            raise DataError(
+                f"expected preprocessed model input of shape {expected or 'C x H x W'} (from "
+                f"the checkpoint's preprocessing), got a float tensor of shape "
+                f"{tuple(tensor.shape)}: pass raw images (a path, PIL image or uint8 array) "
+                "to have them preprocessed"
+            )
+        return tensor
 
     def _expand(self, inputs: Any) -> tuple[list[Any], list[str | None]]:
-        if _is_single(inputs) and not _is_folder(inputs):
+        if _is_single(inputs):
             return [inputs], [_source(inputs)]
-        if isinstance(inputs, torch.Tensor):  # a batch tensor
-            return [inputs], [None] * inputs.shape[0]
+        if isinstance(inputs, (torch.Tensor, np.ndarray)):  # a batch
+            return list(inputs), [None] * len(inputs)
         items: list[Any] = []
         for item in [inputs] if _is_folder(inputs) else list(inputs):
             if _is_folder(item):
-                files = _image_files(Path(item))
-                items += files
-            elif isinstance(item, torch.Tensor) and item.dim() == 4:
+                items += image_files(Path(item))
+            elif isinstance(item, (torch.Tensor, np.ndarray)) and item.ndim == 4:
                 items += list(item)
             else:
                 items.append(item)
@@ -242,63 +297,95 @@ class Predictor:
         num_classes = probabilities.shape[1]
         if not 1 <= top_k <= num_classes:
             raise ConfigurationError(f"top_k must be in 1..{num_classes}, got {top_k}")
-        names = self.classes if self.classes and len(self.classes) == num_classes else None
+        names = self._names(num_classes)
         values, indices = probabilities.topk(top_k, dim=1)
-        results = []
-        for row_values, row_indices, source in zip(values.tolist(), indices.tolist(), sources, strict=True):
-            labels = tuple(names[i] if names else str(i) for i in row_indices)
-            results.append(
-                Prediction(
-                    index=row_indices[0],
-                    name=labels[0],
-                    probability=row_values[0],
-                    indices=tuple(row_indices),
-                    names=labels,
-                    probabilities=tuple(row_values),
-                    source=source,
-                )
-            )
-        return results
+        rows = zip(values.tolist(), indices.tolist(), sources, strict=True)
+        return [_prediction(v, i, names, s) for v, i, s in rows]
+
+    def _names(self, num_classes: int) -> list[str]:
+        if self.classes and len(self.classes) == num_classes:
+            return self.classes
+        return [str(i) for i in range(num_classes)]
+
+    def _name(self, index: int) -> str:
+        return self.classes[index] if self.classes and index < len(self.classes) else str(index)
 
     # ------------------------------------------------------------------ plots
     def plot_predictions(
-        self, dataset: Dataset[Any], *, n: int = 20, columns: int = 10, path: str | None = None
+        self,
+        dataset: Dataset[Any],
+        *,
+        n: int = 20,
+        columns: int = 10,
+        path: str | os.PathLike[str] | None = None,
     ) -> Figure:
         """Grid of the first ``n`` images of ``dataset`` titled ``pred (true)``, green/red."""
         from visionkit.predict.plots import plot_prediction_grid
 
         samples = [dataset[i] for i in range(min(n, len(dataset)))]  # type: ignore[arg-type]
-        images = torch.stack([s[0] for s in samples])
-        predictions = self.predict(list(images))
-        assert isinstance(predictions, list)
+        inputs = [self.to_input(s[0]) for s in samples]
+        predictions = self.predict(inputs)
         return plot_prediction_grid(
-            [self.to_display(img) for img in images],
+            [self.to_display(x) for x in inputs],
             [p.name for p in predictions],
             [self._name(int(s[1])) for s in samples],
             columns=columns,
             path=path,
         )
 
-    def plot_topk(self, image: ImageInput, *, top_k: int = 5, path: str | None = None) -> Figure:
+    def plot_topk(
+        self, image: ImageInput, *, top_k: int = 5, path: str | os.PathLike[str] | None = None
+    ) -> Figure:
         """The image beside a bar chart of its ``top_k`` class probabilities (seed 000)."""
         from visionkit.predict.plots import plot_topk
 
-        prediction = self.predict(image, top_k=top_k)
-        assert isinstance(prediction, Prediction)
-        return plot_topk(self.to_display(self.to_input(image)), prediction, path=path)
+        model_input = self.to_input(image)
+        prediction = self.predict([model_input], top_k=top_k)[0]
+        if isinstance(image, (str, os.PathLike)):
+            prediction = _with_source(prediction, str(image))
+        return plot_topk(self.to_display(model_input), prediction, path=path)
 
-    def _name(self, index: int) -> str:
-        return self.classes[index] if self.classes and index < len(self.classes) else str(index)
+    def to_display(self, tensor: torch.Tensor) -> np.ndarray:
+        """Undo the normalization of one model input ``C x H x W`` for plotting (``H x W x C``)."""
+        spec = self.preprocess
+        image = tensor.detach().float().cpu()
+        if spec.mean is not None and spec.std is not None:
+            image = image * torch.tensor(spec.std).view(-1, 1, 1) + torch.tensor(spec.mean).view(
+                -1, 1, 1
+            )
+        array: np.ndarray = image.clamp(0, 1).permute(1, 2, 0).numpy()
+        return array[..., 0] if array.shape[2] == 1 else array
 
     def __repr__(self) -> str:
         n = len(self.classes) if self.classes else "?"
         return f"Predictor({type(self.model).__name__}, {n} classes, device={self.device})"
 
 
+def _prediction(
+    values: list[float], indices: list[int], names: Sequence[str], source: str | None
+) -> Prediction:
+    labels = tuple(names[i] for i in indices)
+    return Prediction(
+        index=indices[0],
+        name=labels[0],
+        probability=values[0],
+        indices=tuple(indices),
+        names=labels,
+        probabilities=tuple(values),
+        source=source,
+    )
+
+
+def _with_source(prediction: Prediction, source: str) -> Prediction:
+    from dataclasses import replace
+
+    return replace(prediction, source=source)
+
+
 def _rebuild(checkpoint: dict[str, Any], path: str | os.PathLike[str]) -> nn.Module:
     from visionkit.models import create_model
 
-    info = checkpoint.get("model") or {}
+    info = checkpoint["model"]
     name = info.get("name")
     if not name:
         raise CheckpointError(
@@ -310,16 +397,43 @@ def _rebuild(checkpoint: dict[str, Any], path: str | os.PathLike[str]) -> nn.Mod
     kwargs.pop("weights", None)  # pretrained weights are superseded by the checkpoint's
     rng = get_rng_state()  # building a model draws random initial weights
     try:
-        return create_model(name, **kwargs)
+        return create_model(str(name), **kwargs)
+    except VisionKitError as error:
+        raise CheckpointError(
+            f"cannot rebuild the model of {path} ({name!r} with {kwargs}): {error}. If it is "
+            "your own registered model, import the module that registers it first, or pass "
+            "model=... to Predictor.from_checkpoint"
+        ) from None
     finally:
         set_rng_state(rng)
+
+
+def _classes(checkpoint: dict[str, Any], path: str | os.PathLike[str]) -> list[str] | None:
+    classes = checkpoint.get("classes")
+    if classes is not None and not (
+        isinstance(classes, list) and all(isinstance(c, str) for c in classes)
+    ):
+        raise CheckpointError(f"{path}: 'classes' must be a list of strings, got {classes!r:.80}")
+    return classes
+
+
+def _preprocess(checkpoint: dict[str, Any], path: str | os.PathLike[str]) -> Preprocess | None:
+    data = checkpoint.get("preprocess")
+    if not data:
+        return None
+    try:
+        return Preprocess.from_dict(data)
+    except (VisionKitError, TypeError, AttributeError) as error:
+        raise CheckpointError(
+            f"{path}: invalid 'preprocess' entry {data!r:.120}: {error}"
+        ) from None
 
 
 def _is_single(inputs: Any) -> bool:
     if isinstance(inputs, torch.Tensor):
         return inputs.dim() == 3 or (inputs.dim() == 2 and not inputs.is_floating_point())
     if isinstance(inputs, np.ndarray):
-        return True
+        return inputs.ndim in (2, 3)
     if isinstance(inputs, (str, os.PathLike)):
         return not _is_folder(inputs)
     return isinstance(inputs, Image.Image)
@@ -331,31 +445,3 @@ def _is_folder(item: Any) -> bool:
 
 def _source(item: Any) -> str | None:
     return str(item) if isinstance(item, (str, os.PathLike)) else None
-
-
-def _image_files(folder: Path) -> list[Path]:
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
-    if not files:
-        raise DataError(
-            f"no image files ({', '.join(IMAGE_EXTENSIONS)}) found in folder {folder}"
-        )
-    return files
-
-
-def _load_image(item: ImageInput) -> Image.Image:
-    if isinstance(item, Image.Image):
-        return item
-    if isinstance(item, np.ndarray):
-        return Image.fromarray(item)
-    if isinstance(item, torch.Tensor):
-        array = item.cpu().numpy()
-        return Image.fromarray(array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0))
-    path = Path(item)
-    try:
-        with Image.open(path) as opened:
-            opened.load()
-            return opened
-    except FileNotFoundError:
-        raise DataError(f"image file not found: {path}") from None
-    except (OSError, Image.DecompressionBombError, SyntaxError) as error:
-        raise DataError(f"cannot read image {path}: {error}") from error

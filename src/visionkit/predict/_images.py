@@ -1,0 +1,120 @@
+"""Raw images (files, PIL, NumPy, tensors) to ``uint8`` tensors, the way torchvision does it.
+
+Resizing and cropping run on PIL images with torchvision's functional ops, so the result is
+bit-identical to ``Resize`` / ``CenterCrop`` / ``ToTensor`` applied to the same PIL image.
+Arrays that already have the model's size and channels skip PIL entirely.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.transforms.v2 import functional as TF
+
+from visionkit.exceptions import DataError
+
+if TYPE_CHECKING:
+    from visionkit.predict.checkpoint import Preprocess
+
+__all__ = ["IMAGE_EXTENSIONS", "ImageInput", "image_files", "load_image", "to_uint8"]
+
+IMAGE_EXTENSIONS = (
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".ppm",
+    ".pgm",
+)
+ImageInput: TypeAlias = str | os.PathLike[str] | Image.Image | np.ndarray | torch.Tensor
+
+
+def to_uint8(image: ImageInput, spec: Preprocess) -> torch.Tensor:
+    """One raw image as a ``uint8`` ``C x H x W`` tensor, resized and cropped per ``spec``."""
+    array = _ready_array(image, spec)
+    if array is None:
+        pil = load_image(image)
+        pil = _resize_and_crop(pil if pil.mode == spec.mode else pil.convert(spec.mode), spec)
+        array = np.array(pil, dtype=np.uint8, copy=True)
+    tensor = torch.from_numpy(array)
+    return tensor[None] if tensor.dim() == 2 else tensor.permute(2, 0, 1)
+
+
+def load_image(item: ImageInput) -> Image.Image:
+    """A PIL image from a path, a PIL image, a ``uint8`` array or a ``uint8`` tensor."""
+    if isinstance(item, Image.Image):
+        return item
+    if isinstance(item, torch.Tensor):  # C x H x W, the torch convention
+        array = item.detach().cpu().numpy()
+        item = array.transpose(1, 2, 0) if array.ndim == 3 else array
+    if isinstance(item, np.ndarray):
+        return _from_array(item)
+    path = Path(item)
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+            image: Image.Image = opened
+            return image
+    except FileNotFoundError:
+        raise DataError(f"image file not found: {path}") from None
+    except (OSError, Image.DecompressionBombError, SyntaxError, ValueError) as error:
+        raise DataError(f"cannot read image {path}: {error}") from None
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Every image file under ``folder``, recursively, in sorted order."""
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise DataError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) found in folder {folder}")
+    return files
+
+
+def _ready_array(image: Any, spec: Preprocess) -> np.ndarray | None:
+    """The image as ``H x W (x C)`` ``uint8`` when it needs no PIL work, else ``None``."""
+    if spec.resize is not None or spec.center_crop is not None:
+        return None
+    if isinstance(image, torch.Tensor) and image.dtype == torch.uint8 and image.dim() == 3:
+        image = image.cpu().numpy().transpose(1, 2, 0)
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        return None
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[..., 0]
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    if channels != spec.channels or (spec.size is not None and image.shape[:2] != spec.size):
+        return None
+    ready: np.ndarray = image if image.flags.writeable else image.copy()
+    return ready
+
+
+def _resize_and_crop(image: Image.Image, spec: Preprocess) -> Image.Image:
+    if spec.resize is not None:
+        image = TF.resize(image, [spec.resize], antialias=True)
+    if spec.center_crop is not None:
+        image = TF.center_crop(image, [spec.center_crop, spec.center_crop])
+    elif spec.resize is None and spec.size is not None and image.size[::-1] != spec.size:
+        image = TF.resize(image, list(spec.size), antialias=True)
+    return image
+
+
+def _from_array(array: np.ndarray) -> Image.Image:
+    if array.dtype != np.uint8:
+        raise DataError(
+            f"raw image arrays must be uint8 (0-255), got dtype {array.dtype}; pass float "
+            "arrays only as preprocessed model input of shape C x H x W"
+        )
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise DataError(
+            f"expected an image array of shape H x W, H x W x 3 or H x W x 4, got {array.shape}"
+        )
+    return Image.fromarray(np.ascontiguousarray(array))
