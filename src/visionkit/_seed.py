@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import random
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -30,6 +31,7 @@ def seed_everything(seed: int, *, deterministic: bool = False) -> int:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
     return seed
 
 
@@ -40,13 +42,20 @@ def get_rng_state() -> dict[str, Any]:
     checkpoint that contains it still loads with ``torch.load(weights_only=True)``.
     """
     version, internal, gauss = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
+    numpy_state = cast(tuple[Any, ...], np.random.get_state(legacy=True))
+    kind, keys, pos, has_gauss, cached = numpy_state
     state: dict[str, Any] = {
         "python": [version, list(internal), gauss],
-        "numpy": [kind, torch.from_numpy(np.asarray(keys).copy()), int(pos), int(has_gauss), float(cached)],
+        "numpy": [
+            kind,
+            torch.from_numpy(np.asarray(keys).copy()),
+            int(pos),
+            int(has_gauss),
+            float(cached),
+        ],
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    if _cuda_in_use():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
@@ -62,3 +71,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
         cuda_states = state["cuda"]
         if len(cuda_states) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(cuda_states)
+
+
+def _cuda_in_use() -> bool:
+    """Whether CUDA is initialized (asking for its RNG state must not initialize it)."""
+    initialized: Callable[[], bool] = torch.cuda.is_initialized
+    return torch.cuda.is_available() and initialized()

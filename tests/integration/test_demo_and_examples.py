@@ -23,7 +23,8 @@ def test_demo_reaches_90_percent_and_lists_its_outputs(
     printed = capsys.readouterr().out
     report = json.loads((tmp_path / "demo" / "test_report.json").read_text())
     assert report["accuracy"] >= 0.90
-    assert len(report["per_class_accuracy"]) == 10 and report["num_samples"] == 1000
+    assert len(report["per_class_accuracy"]) == 10
+    assert report["num_samples"] == 1000
     assert "val_loss improved to" in printed  # validation progress and best checkpoint
     assert "class         accuracy  correct/total" in printed  # per-class table
     assert "predictions of the saved checkpoint" in printed
@@ -53,7 +54,8 @@ def _run_example(name: str, tmp_path: Path, *extra: str) -> subprocess.Completed
 
 def test_w1_example_smoke(tmp_path: Path) -> None:
     result = _run_example("w1_mnist_mlp.py", tmp_path)
-    assert "overall" in result.stdout and "test accuracy" in result.stdout
+    assert "overall" in result.stdout
+    assert "test accuracy" in result.stdout
     out = tmp_path / "out"
     assert (out / "checkpoints" / "best.ckpt").is_file()
     assert json.loads((out / "test_report.json").read_text())["num_samples"] == 1000

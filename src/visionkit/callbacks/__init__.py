@@ -6,15 +6,23 @@ Subclass :class:`Callback` and override only the hooks you need; subclass
 
 from visionkit.callbacks.base import Batch, Callback, MonitorCallback, StepOutput
 from visionkit.callbacks.checkpoint import ModelCheckpoint
+from visionkit.callbacks.csv_logger import CSVLogger
 from visionkit.callbacks.early_stopping import EarlyStopping
+from visionkit.callbacks.lr_monitor import LearningRateMonitor
+from visionkit.callbacks.nan import TerminateOnNaN
 from visionkit.callbacks.progress import ProgressBar
+from visionkit.callbacks.tensorboard import TensorBoardLogger
 
 __all__ = [
     "Batch",
+    "CSVLogger",
     "Callback",
     "EarlyStopping",
+    "LearningRateMonitor",
     "ModelCheckpoint",
     "MonitorCallback",
     "ProgressBar",
     "StepOutput",
+    "TensorBoardLogger",
+    "TerminateOnNaN",
 ]

@@ -64,7 +64,7 @@ class Callback:
         """Called once when ``fit`` ends normally."""
 
     def on_exception(self, trainer: Trainer, exception: BaseException) -> None:
-        """Called when ``fit`` or ``test`` is interrupted by ``exception`` (re-raised after)."""
+        """Called when ``fit`` is interrupted by ``exception`` (re-raised after the hooks)."""
 
     # training ----------------------------------------------------------------------------
     def on_train_epoch_start(self, trainer: Trainer, epoch: int) -> None:
@@ -80,11 +80,18 @@ class Callback:
         """Called every ``log_every_n_steps`` steps with the running training metrics."""
 
     def on_train_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
-        """Called after the last training batch of ``epoch`` with its training metrics."""
+        """Called after the last training batch of ``epoch`` with its training metrics.
+
+        Entries added to ``metrics`` here become part of the epoch's metrics (the
+        :class:`~visionkit.training.History`, loggers, checkpoint file names).
+        """
 
     # validation --------------------------------------------------------------------------
     def on_validation_epoch_start(self, trainer: Trainer) -> None:
         """Called before validating."""
+
+    def on_validation_batch_start(self, trainer: Trainer, batch: Batch, batch_index: int) -> None:
+        """Called before each validation step."""
 
     def on_validation_batch_end(self, trainer: Trainer, batch: Batch, outputs: StepOutput) -> None:
         """Called after each validation step."""
@@ -101,6 +108,9 @@ class Callback:
     # test --------------------------------------------------------------------------------
     def on_test_epoch_start(self, trainer: Trainer) -> None:
         """Called before testing."""
+
+    def on_test_batch_start(self, trainer: Trainer, batch: Batch, batch_index: int) -> None:
+        """Called before each test step."""
 
     def on_test_batch_end(self, trainer: Trainer, batch: Batch, outputs: StepOutput) -> None:
         """Called after each test step."""
@@ -140,7 +150,9 @@ class MonitorCallback(Callback):
         min_delta: Smallest change that counts as an improvement.
     """
 
-    def __init__(self, monitor: str = "val_loss", *, mode: Mode = "auto", min_delta: float = 0.0) -> None:
+    def __init__(
+        self, monitor: str = "val_loss", *, mode: Mode = "auto", min_delta: float = 0.0
+    ) -> None:
         if mode not in ("min", "max", "auto"):
             raise ConfigurationError(f"mode must be 'min', 'max' or 'auto', got {mode!r}")
         if min_delta < 0:

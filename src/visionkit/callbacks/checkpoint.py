@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from visionkit.callbacks.base import Mode, MonitorCallback
+from visionkit.callbacks.base import Batch, Mode, MonitorCallback, StepOutput
 from visionkit.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
@@ -27,7 +27,8 @@ class ModelCheckpoint(MonitorCallback):
     Args:
         dirpath: Folder for the files; ``None`` uses the trainer's run folder
             (``<default_root_dir>/version_N/checkpoints``).
-        monitor: Metric to rank checkpoints by; ``None`` uses the trainer's ``monitor``.
+        monitor: Metric to rank checkpoints by; ``None`` uses the trainer's ``monitor``
+            (``val_loss`` with validation data, else ``train_loss``).
         mode: ``"min"``, ``"max"`` or ``"auto"`` (from the metric name).
         min_delta: Smallest change that counts as an improvement.
         save_top_k: How many best checkpoints to keep (``0`` keeps none, ``-1`` all).
@@ -36,20 +37,28 @@ class ModelCheckpoint(MonitorCallback):
             e.g. ``"epoch{epoch:03.0f}-{val_loss:.4f}"``; default ``"best"`` when
             ``save_top_k == 1``, else ``"epoch{epoch:03.0f}-{<monitor>:.4f}"``.
         every_n_epochs: Consider saving only every N epochs.
+        every_n_train_steps: Also write ``last.ckpt`` every N optimizer steps, in the middle
+            of an epoch, so a run killed mid-epoch resumes from at most N steps back, exactly
+            where it was (data order, RNG states and running metrics included).
         verbose: Print a line when a better checkpoint is saved.
+
+    Example:
+        >>> ModelCheckpoint("checkpoints/", monitor="val_accuracy", save_top_k=3).mode
+        'max'
     """
 
     def __init__(
         self,
         dirpath: str | os.PathLike[str] | None = None,
         *,
-        monitor: str | None = "val_loss",
+        monitor: str | None = None,
         mode: Mode = "auto",
         min_delta: float = 0.0,
         save_top_k: int = 1,
         save_last: bool = True,
         filename: str | None = None,
         every_n_epochs: int = 1,
+        every_n_train_steps: int | None = None,
         verbose: bool = False,
     ) -> None:
         super().__init__(monitor or "val_loss", mode=mode, min_delta=min_delta)
@@ -57,6 +66,10 @@ class ModelCheckpoint(MonitorCallback):
             raise ConfigurationError(f"save_top_k must be -1, 0 or positive, got {save_top_k}")
         if every_n_epochs < 1:
             raise ConfigurationError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
+        if every_n_train_steps is not None and every_n_train_steps < 1:
+            raise ConfigurationError(
+                f"every_n_train_steps must be >= 1 or None, got {every_n_train_steps}"
+            )
         self._monitor_given = monitor is not None
         self._mode_given = mode
         self.dirpath = Path(dirpath) if dirpath is not None else None
@@ -64,7 +77,9 @@ class ModelCheckpoint(MonitorCallback):
         self.save_last = save_last
         self.filename = filename
         self.every_n_epochs = every_n_epochs
+        self.every_n_train_steps = every_n_train_steps
         self.verbose = verbose
+        self._saved_at_step = -1
         self.best_model_path: Path | None = None
         self.last_model_path: Path | None = None
         self.best_k_models: dict[str, float] = {}
@@ -76,6 +91,19 @@ class ModelCheckpoint(MonitorCallback):
             self.best_model_path, self.best_k_models = None, {}
         if self.dirpath is None:
             self.dirpath = root / "checkpoints"
+
+    def on_train_batch_end(self, trainer: Trainer, batch: Batch, outputs: StepOutput) -> None:
+        """Write ``last.ckpt`` mid-epoch every ``every_n_train_steps`` optimizer steps."""
+        every = self.every_n_train_steps
+        step = trainer.global_step
+        if every is None or not step or step % every or step == self._saved_at_step:
+            return
+        if trainer.batch_in_epoch >= trainer.num_train_batches:
+            return  # the epoch is over: on_epoch_end writes the checkpoint after validation
+        self._saved_at_step = step
+        if trainer.is_global_zero:
+            self.last_model_path = self._folder() / "last.ckpt"
+            trainer.save_checkpoint(self.last_model_path)
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
         """Save the last checkpoint and, if the monitored metric improved, a best one."""
@@ -133,7 +161,11 @@ class ModelCheckpoint(MonitorCallback):
         template = self.filename
         if template is None:
             safe = self.monitor.replace("/", "_")
-            template = "best" if self.save_top_k == 1 else f"epoch{{epoch:03.0f}}-{safe}{{{self.monitor}:.4f}}"
+            template = (
+                "best"
+                if self.save_top_k == 1
+                else f"epoch{{epoch:03.0f}}-{safe}{{{self.monitor}:.4f}}"
+            )
         try:
             name = template.format(**metrics)
         except (KeyError, ValueError, IndexError) as error:

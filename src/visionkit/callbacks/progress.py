@@ -13,14 +13,21 @@ if TYPE_CHECKING:
 
 __all__ = ["ProgressBar", "format_metrics"]
 
+_HIDDEN = ("epoch", "epoch_time", "step", "batch", "num_batches", "samples", "elapsed")
+
 
 def format_metrics(metrics: dict[str, float], *, skip: tuple[str, ...] = ()) -> str:
-    """``name value`` pairs, losses and accuracies with 4 decimals, learning rate in ``e``."""
+    """``name value`` pairs: losses and accuracies with 4 decimals, learning rates in ``g``.
+
+    Example:
+        >>> format_metrics({"train_loss": 0.12345, "lr": 0.001, "epoch": 1}, skip=("epoch",))
+        'train_loss 0.1235  lr 0.001'
+    """
     parts = []
     for name, value in metrics.items():
         if name in skip:
             continue
-        shown = f"{value:.3g}" if name == "lr" else f"{value:.4f}"
+        shown = f"{value:.3g}" if name == "lr" or name.startswith("lr-") else f"{value:.4f}"
         parts.append(f"{name} {shown}")
     return "  ".join(parts)
 
@@ -28,15 +35,23 @@ def format_metrics(metrics: dict[str, float], *, skip: tuple[str, ...] = ()) -> 
 class ProgressBar(Callback):
     """Training progress with loss, metrics, throughput and time left.
 
-    In a terminal a single line is redrawn at most every ``refresh_seconds``; when the output
-    is not a terminal (CI, a log file) it prints one line per epoch, plus one line per
-    logging interval when the trainer has ``log_every_n_steps``.
+    In a terminal one line is redrawn at most every ``refresh_seconds``: epoch, percent
+    done, batches, running loss and accuracy of the epoch, samples per second and the
+    estimated time left of the epoch. When the output is not a terminal (CI, a log file)
+    it prints one line per epoch with every metric, plus one line per logging interval when
+    the trainer has ``log_every_n_steps`` (seeds 000 and 004 print every 40 and 10 batches).
 
     Args:
-        stream: Where to write; default ``sys.stdout``.
+        stream: Where to write; default ``sys.stdout`` (looked up when training starts).
         refresh_seconds: Minimum time between redraws in a terminal.
         force_tty: Behave as if ``stream`` were (``True``) or were not (``False``) a
             terminal; ``None`` asks the stream.
+
+    Example:
+        >>> import io
+        >>> bar = ProgressBar(stream=io.StringIO())
+        >>> bar.is_tty
+        False
     """
 
     def __init__(
@@ -49,9 +64,11 @@ class ProgressBar(Callback):
         self.stream = stream
         self.refresh_seconds = refresh_seconds
         self.force_tty = force_tty
+        self._tty = False
         self._epoch_start = 0.0
         self._last_draw = 0.0
         self._samples = 0
+        self._first_batch = 0
 
     @property
     def _out(self) -> TextIO:
@@ -64,36 +81,45 @@ class ProgressBar(Callback):
             return self.force_tty
         return bool(getattr(self._out, "isatty", lambda: False)())
 
+    def on_fit_start(self, trainer: Trainer) -> None:
+        self._tty = self.is_tty and trainer.is_global_zero
+
     def on_train_epoch_start(self, trainer: Trainer, epoch: int) -> None:
         self._epoch_start = self._last_draw = time.monotonic()
         self._samples = 0
+        self._first_batch = trainer.batch_in_epoch  # > 0 when resuming mid-epoch
 
     def on_train_batch_end(self, trainer: Trainer, batch: Batch, outputs: StepOutput) -> None:
         self._samples += int(outputs.targets.shape[0])
-        if not self.is_tty or not trainer.is_global_zero:
+        if not self._tty:
             return
         now = time.monotonic()
         if now - self._last_draw < self.refresh_seconds:
             return
         self._last_draw = now
-        done, total = outputs.batch_index + 1, max(trainer.num_train_batches, 1)
-        elapsed = now - self._epoch_start
-        eta = elapsed / done * (total - done)
+        self._draw(trainer, outputs.batch_index + 1, now)
+
+    def _draw(self, trainer: Trainer, done: int, now: float) -> None:
+        total = max(trainer.num_train_batches, 1)
+        elapsed = max(now - self._epoch_start, 1e-9)
+        eta = elapsed / max(done - self._first_batch, 1) * (total - done)
+        running = trainer.running_metrics()
+        shown = {k[6:]: v for k, v in running.items() if k in ("train_loss", "train_accuracy")}
         self._out.write(
-            f"\r{self._prefix(trainer)} {done / total:4.0%} {done}/{total}  "
-            f"loss {float(outputs.loss):.4f}  {self._samples / max(elapsed, 1e-9):,.0f} samples/s  "
+            f"\r{_prefix(trainer)} {done / total:4.0%} {done}/{total}  "
+            f"{format_metrics(shown)}  {self._samples / elapsed:,.0f} samples/s  "
             f"ETA {_clock(eta)}\033[K"
         )
         self._out.flush()
 
     def on_train_log(self, trainer: Trainer, metrics: dict[str, float]) -> None:
-        if self.is_tty or not trainer.is_global_zero:
+        if self._tty or not trainer.is_global_zero:
             return
         done, total = int(metrics["batch"]), int(metrics["num_batches"])
+        shown = {k: v for k, v in metrics.items() if k.startswith("train_")}
         self._out.write(
-            f"{self._prefix(trainer)} step {int(metrics['step'])} [{done}/{total} "
-            f"({done / max(total, 1):.0%})]  "
-            f"{format_metrics({k: v for k, v in metrics.items() if k.startswith('train_')})}\n"
+            f"{_prefix(trainer)} step {int(metrics['step'])} [{done}/{total} "
+            f"({done / max(total, 1):.0%})]  {format_metrics(shown)}\n"
         )
         self._out.flush()
 
@@ -102,21 +128,19 @@ class ProgressBar(Callback):
             return
         elapsed = time.monotonic() - self._epoch_start
         rate = self._samples / max(elapsed, 1e-9)
-        line = format_metrics(metrics, skip=("epoch", "epoch_time"))
-        start = "\r" if self.is_tty else ""
+        start, end = ("\r", "\033[K\n") if self._tty else ("", "\n")
         self._out.write(
-            f"{start}epoch {epoch + 1}/{trainer.max_epochs}  {line}  "
-            f"{elapsed:.1f}s  {rate:,.0f} samples/s\033[K\n"
-            if self.is_tty
-            else f"epoch {epoch + 1}/{trainer.max_epochs}  {line}  {elapsed:.1f}s  {rate:,.0f} samples/s\n"
+            f"{start}epoch {epoch + 1}/{trainer.max_epochs}  "
+            f"{format_metrics(metrics, skip=_HIDDEN)}  {elapsed:.1f}s  {rate:,.0f} samples/s{end}"
         )
         self._out.flush()
 
-    def _prefix(self, trainer: Trainer) -> str:
-        return f"epoch {trainer.epoch + 1}/{trainer.max_epochs}"
-
     def state_dict(self) -> dict[str, Any]:
         return {}
+
+
+def _prefix(trainer: Trainer) -> str:
+    return f"epoch {trainer.epoch + 1}/{trainer.max_epochs}"
 
 
 def _clock(seconds: float) -> str:

@@ -1,7 +1,16 @@
 """Training: the ``Trainer``, its metrics and its history."""
 
+from visionkit.training.distributed import DDPStrategy, Strategy
 from visionkit.training.history import History
 from visionkit.training.metrics import ClassificationMetrics, EvaluationReport
 from visionkit.training.trainer import NonFiniteLossError, Trainer
 
-__all__ = ["ClassificationMetrics", "EvaluationReport", "History", "NonFiniteLossError", "Trainer"]
+__all__ = [
+    "ClassificationMetrics",
+    "DDPStrategy",
+    "EvaluationReport",
+    "History",
+    "NonFiniteLossError",
+    "Strategy",
+    "Trainer",
+]

@@ -18,7 +18,7 @@ from visionkit._device import move_to_device, resolve_device
 from visionkit._seed import get_rng_state, set_rng_state
 from visionkit.callbacks.base import Callback, StepOutput
 from visionkit.data._datasets import TensorImageDataset
-from visionkit.data._loaders import EpochLoader, make_loader
+from visionkit.data._loaders import EpochLoader, _DataLoaderAdapter, make_loader
 from visionkit.exceptions import ConfigurationError, VisionKitError
 from visionkit.predict.checkpoint import (
     Preprocess,
@@ -26,8 +26,9 @@ from visionkit.predict.checkpoint import (
     load_weights,
     make_checkpoint,
     save_checkpoint,
-    unwrap_model,
 )
+from visionkit.training._accumulate import BatchGroups
+from visionkit.training.distributed import Strategy, StrategyName, resolve_strategy
 from visionkit.training.history import History
 from visionkit.training.metrics import ClassificationMetrics, EvaluationReport
 
@@ -35,7 +36,12 @@ __all__ = ["NonFiniteLossError", "Trainer"]
 
 Data = Dataset[Any] | DataLoader[Any]
 Precision = Literal["32", "bf16", "16"]
-_PRECISIONS: dict[str, torch.dtype | None] = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
+_NO_AUTOCAST = contextlib.nullcontext()
+_PRECISIONS: dict[str, torch.dtype | None] = {
+    "32": None,
+    "bf16": torch.bfloat16,
+    "16": torch.float16,
+}
 
 
 class NonFiniteLossError(VisionKitError, FloatingPointError):
@@ -84,6 +90,9 @@ class Trainer:
         check_finite: Stop with :class:`NonFiniteLossError` when the loss is NaN or inf.
         top_k: Extra top-k accuracies to report in evaluation (e.g. ``(5,)``).
         channels_last: Use the channels-last memory format (faster convolutions on GPU).
+        strategy: ``"auto"`` (DDP when launched by ``torchrun`` with several processes),
+            ``"ddp"``, ``"single_device"`` or a
+            :class:`~visionkit.training.distributed.DDPStrategy`; see the distributed guide.
 
     Example:
         >>> import torch
@@ -124,11 +133,15 @@ class Trainer:
         check_finite: bool = True,
         top_k: Sequence[int] = (5,),
         channels_last: bool = False,
+        strategy: StrategyName | Strategy = "auto",
     ) -> None:
-        _check_options(max_epochs, max_steps, accumulate_grad_batches, precision, scheduler_interval)
+        _check_options(
+            max_epochs, max_steps, accumulate_grad_batches, precision, scheduler_interval
+        )
         if log_every_n_steps is not None and log_every_n_steps < 1:
             raise ConfigurationError(f"log_every_n_steps must be >= 1, got {log_every_n_steps}")
-        self.device = resolve_device(device)
+        self._strategy = resolve_strategy(strategy)
+        self.device = self._strategy.setup(resolve_device(device))
         self.channels_last = channels_last
         self.model = model.to(self.device)
         if channels_last:
@@ -137,6 +150,7 @@ class Trainer:
             [p for p in model.parameters() if p.requires_grad], lr=1e-3
         )
         _check_optimizer(self.model, self.optimizer)
+        self.model, self._train_module = self._strategy.wrap(self.model)
         self.loss_fn = loss if loss is not None else nn.CrossEntropyLoss()
         self.scheduler = scheduler
         self.scheduler_interval = scheduler_interval
@@ -169,10 +183,14 @@ class Trainer:
         self.num_train_batches = 0
         self.train_metrics: ClassificationMetrics | None = None
         self.last_metrics: dict[str, float] = {}
-        self.rank, self.world_size = 0, 1
+        self.rank, self.world_size = self._strategy.rank, self._strategy.world_size
         self._start_time = 0.0
         self._hooks: dict[str, list[Callable[..., None]]] = {}
         self._resume_batch = 0
+        self._train_groups = BatchGroups()
+        self._nonfinite: list[torch.Tensor] = []
+        self._train_loader: EpochLoader | None = None
+        self._epoch_start_data: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------------ public API
     @property
@@ -241,6 +259,8 @@ class Trainer:
             rank=self.rank,
             world_size=self.world_size,
         )
+        self._train_loader = train_loader
+        train_loader = self._strategy.train_loader(train_loader, train)
         val_loader = self._eval_loader(val, val_batch_size or batch_size)
         if self.monitor is None:
             self.monitor = "val_loss" if val is not None else "train_loss"
@@ -252,12 +272,14 @@ class Trainer:
         self._hooks = _active_hooks(self.callbacks)
         try:
             self._call("on_fit_start", self)
-            while self.epoch < self.max_epochs and not self._out_of_budget():
+            while self.epoch < self.max_epochs and not self._strategy.any(self._out_of_budget()):
                 self._run_epoch(train_loader, val_loader)
+                self.should_stop = self._strategy.any(self.should_stop)  # all ranks stop together
                 if self.should_stop:
                     break
             self._call("on_fit_end", self)
         except BaseException as error:
+            self._strategy.abort()  # other processes fail at once instead of waiting
             self._call("on_exception", self, error)
             raise
         return self.history
@@ -293,13 +315,22 @@ class Trainer:
         self._call("on_test_epoch_start", self)
         metrics = self._evaluate(loader, "test")
         report = metrics.report(self._class_names(metrics.num_classes))
-        self._call("on_test_epoch_end", self, {f"test_{k}": v for k, v in metrics.compute().items()})
+        self._call(
+            "on_test_epoch_end", self, {f"test_{k}": v for k, v in metrics.compute().items()}
+        )
         return report
 
     def save_checkpoint(
         self, path: str | os.PathLike[str], *, metrics: dict[str, float] | None = None
     ) -> Path:
-        """Write a checkpoint with the weights, metadata and full trainer state (atomic)."""
+        """Write a checkpoint with the weights, metadata and full trainer state (atomic).
+
+        Pending non-finite loss checks are settled first, so a NaN never reaches a file.
+        Under DDP only rank 0 writes; the other processes return ``path`` at once.
+        """
+        self._flush_finite_checks()
+        if not self.is_global_zero:
+            return Path(path)
         checkpoint = make_checkpoint(
             self.model,
             classes=self.classes,
@@ -319,9 +350,11 @@ class Trainer:
     def _run_epoch(self, train_loader: EpochLoader, val_loader: EpochLoader | None) -> None:
         epoch_start = time.monotonic()
         metrics = self._train_epoch(train_loader)
-        if val_loader is not None and not self.should_stop_now():
+        if val_loader is not None:
             self._call("on_validation_epoch_start", self)
-            val = {f"val_{k}": v for k, v in self._evaluate(val_loader, "validation").compute().items()}
+            val = {
+                f"val_{k}": v for k, v in self._evaluate(val_loader, "validation").compute().items()
+            }
             self._call("on_validation_epoch_end", self, val)
             metrics.update(val)
         metrics["lr"] = self.learning_rate
@@ -337,81 +370,136 @@ class Trainer:
     def _train_epoch(self, loader: EpochLoader) -> dict[str, float]:
         self.model.train()
         loader.set_epoch(self.epoch)
-        start = self._resume_batch
-        self._resume_batch = 0
-        if start:
-            loader.skip_batches(start)
-        else:
+        start, self._resume_batch = self._resume_batch, 0
+        if not start:
+            self._train_groups.reset()
             self.train_metrics = None
         self._call("on_train_epoch_start", self, self.epoch)
-        nonfinite: list[torch.Tensor] = []
-        for batch_index, batch in enumerate(loader, start=start):
+        num_batches = len(loader)
+        batch_start = self._wants("on_train_batch_start")
+        batch_end = self._wants("on_train_batch_end")
+        log_every = self.log_every_n_steps
+        for batch_index, batch in enumerate(self._epoch_batches(loader, start), start=start):
             self.batch_in_epoch = batch_index
-            self._call("on_train_batch_start", self, batch, batch_index)
-            output = self._train_step(batch, batch_index, last=batch_index == len(loader) - 1)
-            if self.check_finite:
-                self._check_finite(output.loss, batch_index, nonfinite)
+            if batch_start:
+                self._call("on_train_batch_start", self, batch, batch_index)
+            loss, outputs, y = self._train_step(
+                batch, batch_index, last=batch_index == num_batches - 1
+            )
             self.batch_in_epoch = batch_index + 1
-            self._call("on_train_batch_end", self, batch, output)
-            if self.log_every_n_steps and self.global_step % self.log_every_n_steps == 0 and (
-                (batch_index + 1) % self.accumulate_grad_batches == 0
-            ):
-                self._flush_finite_checks(nonfinite)
-                self._call("on_train_log", self, self._running_metrics(len(loader)))
+            if batch_end:
+                self._call(
+                    "on_train_batch_end", self, batch, StepOutput(loss, outputs, y, batch_index)
+                )
+            if log_every and self.global_step % log_every == 0 and self._stepped(batch_index):
+                self._flush_finite_checks()
+                self._call("on_train_log", self, self.running_metrics())
             if self.should_stop_now():
                 break
-        self._flush_finite_checks(nonfinite)
+        self._flush_finite_checks()
+        self.train_metrics = self._strategy.reduce_metrics(self._train_groups.reduce())
         metrics = self.train_metrics.compute() if self.train_metrics else {}
         train = {f"train_{k}": v for k, v in metrics.items()}
         self._call("on_train_epoch_end", self, self.epoch, train)
         return train
 
-    def _train_step(self, batch: Any, batch_index: int, *, last: bool) -> StepOutput:
+    def _epoch_batches(self, loader: EpochLoader, start: int) -> Iterator[Any]:
+        """Iterate ``loader`` from batch ``start``, consuming random numbers as if from 0.
+
+        visionkit's loaders skip batches without drawing random numbers. A ``DataLoader``
+        you built is replayed instead: the RNG and generator states of the epoch's start
+        are restored, the first ``start`` batches drawn and dropped, then the states of the
+        checkpoint are put back, so batch ``start`` sees exactly what it saw the first time.
+        """
+        generators = _loader_generators(loader)
+        replay = isinstance(loader, _DataLoaderAdapter) and loader.sampler is None
+        if not start:
+            if generators or replay:
+                self._epoch_start_data = {
+                    "rng": get_rng_state() if replay else None,
+                    "generators": [g.get_state() for g in generators],
+                }
+            return iter(loader)
+        saved = self._epoch_start_data or {"rng": None, "generators": []}
+        for generator, state in zip(generators, saved["generators"], strict=False):
+            generator.set_state(state)
+        if not replay or saved["rng"] is None:
+            loader.skip_batches(start)
+            return iter(loader)
+        checkpoint_rng = get_rng_state()
+        set_rng_state(saved["rng"])
+        iterator = iter(loader)
+        for _ in range(start):
+            next(iterator)
+        set_rng_state(checkpoint_rng)
+        return iterator
+
+    def _stepped(self, batch_index: int) -> bool:
+        return (batch_index + 1) % self.accumulate_grad_batches == 0
+
+    def _train_step(
+        self, batch: Any, batch_index: int, *, last: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, y = self._unpack(batch)
         with self._autocast():
-            outputs = self.model(x)
-        if self.train_metrics is None:
-            self.train_metrics = ClassificationMetrics(
-                _num_outputs(outputs), confusion=False
-            )
-            _check_labels(y, outputs)
-        with self._autocast():
+            outputs = self._train_module(x)  # the DDP wrapper under DDP
+            if self._train_groups.empty:
+                _num_outputs(outputs)
+                _check_labels(y, outputs)
             loss = self._loss(outputs, y)
-        scaled = loss / self.accumulate_grad_batches if self.accumulate_grad_batches > 1 else loss
-        self.scaler.scale(scaled).backward()
-        if (batch_index + 1) % self.accumulate_grad_batches == 0 or last:
-            self._optimizer_step()
         detached = loss.detach()
-        self.train_metrics.update(outputs, y, detached)
-        return StepOutput(detached, outputs.detach(), y, batch_index)
+        if self.check_finite:
+            self._check_finite(detached, batch_index)
+        scaled = loss / self.accumulate_grad_batches if self.accumulate_grad_batches > 1 else loss
+        if self.scaler.is_enabled():
+            scaled = self.scaler.scale(scaled)
+        torch.autograd.backward(scaled)
+        if last or self._stepped(batch_index):
+            self._optimizer_step()
+        outputs = outputs.detach()
+        self._train_groups.add(outputs, y, detached)
+        return detached, outputs, y
 
     def _optimizer_step(self) -> None:
+        scaling = self.scaler.is_enabled()
         if self.gradient_clip_val is not None:
-            self.scaler.unscale_(self.optimizer)
+            if scaling:
+                self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.gradient_clip_val)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        if scaling:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.global_step += 1
         if self.scheduler is not None and self.scheduler_interval == "step":
             self.scheduler.step()
 
-    def _evaluate(self, loader: EpochLoader, stage: Literal["validation", "test"]) -> ClassificationMetrics:
+    def _evaluate(
+        self, loader: EpochLoader, stage: Literal["validation", "test"]
+    ) -> ClassificationMetrics:
         was_training = self.model.training
         self.model.eval()
-        metrics: ClassificationMetrics | None = None
+        groups = BatchGroups(top_k=self.top_k, confusion=True)
         hook = "on_validation_batch_end" if stage == "validation" else "on_test_batch_end"
+        start_hook = hook.replace("_end", "_start")
+        batch_start, batch_end = self._wants(start_hook), self._wants(hook)
         with torch.inference_mode():
             for batch_index, batch in enumerate(loader):
+                if batch_start:
+                    self._call(start_hook, self, batch, batch_index)
                 x, y = self._unpack(batch)
                 with self._autocast():
                     outputs = self.model(x)
-                    if metrics is None:
-                        metrics = ClassificationMetrics(_num_outputs(outputs), top_k=self.top_k)
+                    if groups.empty:
+                        _num_outputs(outputs)
                         _check_labels(y, outputs)
                     loss = self._loss(outputs, y)
-                metrics.update(outputs.float(), y, loss)
-                self._call(hook, self, batch, StepOutput(loss, outputs, y, batch_index))
+                groups.add(outputs, y, loss)
+                if batch_end:
+                    self._call(hook, self, batch, StepOutput(loss, outputs, y, batch_index))
+            metrics = self._strategy.reduce_metrics(groups.reduce())
         self.model.train(was_training)
         if metrics is None:
             raise ConfigurationError(f"the {stage} data is empty: it yielded no batch")
@@ -419,8 +507,11 @@ class Trainer:
 
     # ------------------------------------------------------------------------ helpers
     def should_stop_now(self) -> bool:
-        """Whether training must end now (a callback asked, or a step/time budget ran out)."""
-        return self.should_stop or self._out_of_budget()
+        """Whether training must end now (a callback asked, or a step/time budget ran out).
+
+        Under DDP the processes agree: if any of them must stop, all stop at this step.
+        """
+        return self._strategy.any(self.should_stop or self._out_of_budget())
 
     def _out_of_budget(self) -> bool:
         if self.max_steps is not None and self.global_step >= self.max_steps:
@@ -454,17 +545,18 @@ class Trainer:
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         dtype = _PRECISIONS[self.precision]
         if dtype is None:
-            return contextlib.nullcontext()
+            return _NO_AUTOCAST
         return torch.autocast(self.device.type, dtype=dtype)
 
-    def _check_finite(self, loss: torch.Tensor, batch_index: int, pending: list[torch.Tensor]) -> None:
+    def _check_finite(self, loss: torch.Tensor, batch_index: int) -> None:
         if self.device.type == "cpu":
             if not math.isfinite(float(loss)):
                 self._raise_nonfinite(float(loss), batch_index)
-        else:  # record on the device; read at the next log interval or epoch end
-            pending.append(torch.isfinite(loss))
+        else:  # record on the device; read at the next log interval, checkpoint or epoch end
+            self._nonfinite.append(torch.isfinite(loss))
 
-    def _flush_finite_checks(self, pending: list[torch.Tensor]) -> None:
+    def _flush_finite_checks(self) -> None:
+        pending = self._nonfinite
         if not pending:
             return
         flags = torch.stack(pending).cpu()
@@ -482,14 +574,21 @@ class Trainer:
             "or check the data for NaN values."
         )
 
-    def _running_metrics(self, num_batches: int) -> dict[str, float]:
+    def running_metrics(self) -> dict[str, float]:
+        """The current epoch's training metrics so far, with the position in the run.
+
+        Keys: ``epoch``, ``step``, ``batch``, ``num_batches``, ``samples``, ``elapsed``
+        (seconds since ``fit`` started) and ``train_loss``, ``train_accuracy``. Reading them
+        waits for the device, so callbacks call it at intervals, not every step.
+        """
+        self.train_metrics = self._train_groups.reduce()
         values = self.train_metrics.compute() if self.train_metrics else {}
         elapsed = max(time.monotonic() - self._start_time, 1e-9)
         return {
             "epoch": float(self.epoch),
             "step": float(self.global_step),
             "batch": float(self.batch_in_epoch),
-            "num_batches": float(num_batches),
+            "num_batches": float(self.num_train_batches),
             "samples": float(self.train_metrics.count if self.train_metrics else 0),
             "elapsed": elapsed,
             **{f"train_{k}": v for k, v in values.items()},
@@ -512,7 +611,7 @@ class Trainer:
     def _eval_loader(self, data: Data | None, batch_size: int) -> EpochLoader | None:
         if data is None:
             return None
-        return make_loader(
+        loader = make_loader(
             data,
             batch_size,
             shuffle=False,
@@ -521,6 +620,7 @@ class Trainer:
             rank=self.rank,
             world_size=self.world_size,
         )
+        return self._strategy.eval_loader(loader, data)
 
     def _describe_data(self, data: Data) -> None:
         dataset = data.dataset if isinstance(data, DataLoader) else data
@@ -538,6 +638,7 @@ class Trainer:
     def _checkpoint_path(self, ckpt: str | os.PathLike[str]) -> Path:
         if ckpt in ("best", "last"):
             path = self.best_checkpoint if ckpt == "best" else self.last_checkpoint
+            path = self._strategy.broadcast_object(path)  # only rank 0 saved it
             if path is None:
                 raise ConfigurationError(
                     f"ckpt={ckpt!r} but no checkpoint was saved in this run: train with a "
@@ -545,6 +646,10 @@ class Trainer:
                 )
             return Path(path)
         return Path(ckpt)
+
+    def _wants(self, hook: str) -> bool:
+        """Whether any callback overrides ``hook`` (so its arguments are worth building)."""
+        return bool(self._hooks.get(hook)) if self._hooks else bool(self.callbacks)
 
     def _call(self, hook: str, *args: Any) -> None:
         for method in self._hooks.get(hook, ()) if self._hooks else _bound(self.callbacks, hook):
@@ -563,9 +668,10 @@ class Trainer:
     def _configure_callbacks(self, *, has_val: bool) -> None:
         from visionkit.callbacks.checkpoint import ModelCheckpoint
 
+        run_dir = self._strategy.broadcast_object(self._run_dir())  # rank 0's, on every rank
         for callback in self.callbacks:
             if isinstance(callback, ModelCheckpoint):
-                callback.setup(self, default_monitor=self.monitor, root=self._run_dir())
+                callback.setup(self, default_monitor=self.monitor, root=run_dir)
         # Checkpoint callbacks decide last, so the state they save includes every other
         # callback's decision for the epoch (e.g. EarlyStopping's counter).
         self.callbacks.sort(key=lambda c: isinstance(c, ModelCheckpoint))
@@ -596,11 +702,11 @@ class Trainer:
             "callbacks": {c.state_key: c.state_dict() for c in self.callbacks},
             "history": self.history.state_dict(),
             "rng": get_rng_state(),
-            "train_metrics": (
-                self.train_metrics.state_tensor().cpu()
-                if self.train_metrics is not None and self.batch_in_epoch
-                else None
-            ),
+            "train_metrics": self._train_groups.state_dict() if self.batch_in_epoch else None,
+            "data": {
+                "generators": [g.get_state() for g in _loader_generators(self._train_loader)],
+                "epoch_start": self._epoch_start_data if self.batch_in_epoch else None,
+            },
             "monitor": self.monitor,
         }
 
@@ -624,10 +730,14 @@ class Trainer:
         self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
         self.batch_in_epoch = self._resume_batch = int(state["batch_in_epoch"])
         self.seed = int(state["seed"])
-        if state.get("train_metrics") is not None and self.train_metrics is None:
-            width = state["train_metrics"].numel()
-            self.train_metrics = ClassificationMetrics(max(width - 3, 1), confusion=False)
-            self.train_metrics.load_state_tensor(state["train_metrics"].to(self.device))
+        if state.get("train_metrics") is not None:
+            self._train_groups.load_state_dict(state["train_metrics"], self.device)
+            self.train_metrics = self._train_groups.metrics
+        data = state.get("data") or {"generators": [], "epoch_start": None}
+        generators = _loader_generators(self._train_loader)
+        for generator, generator_state in zip(generators, data["generators"], strict=False):
+            generator.set_state(generator_state)
+        self._epoch_start_data = data["epoch_start"]
         set_rng_state(state["rng"])
         self._hooks = {}
         self._call("on_load_checkpoint", self, checkpoint)
@@ -657,6 +767,18 @@ def _active_hooks(callbacks: Sequence[Callback]) -> dict[str, list[Callable[...,
     return hooks
 
 
+def _loader_generators(loader: EpochLoader | None) -> list[torch.Generator]:
+    """The ``torch.Generator`` objects of a ``DataLoader`` (its own and its sampler's)."""
+    if not isinstance(loader, _DataLoaderAdapter):
+        return []
+    found: list[torch.Generator] = []
+    for owner in (loader.loader, loader.loader.sampler, loader.loader.batch_sampler):
+        generator = getattr(owner, "generator", None)
+        if isinstance(generator, torch.Generator) and all(generator is not g for g in found):
+            found.append(generator)
+    return found
+
+
 def _num_outputs(outputs: torch.Tensor) -> int:
     if outputs.dim() != 2:
         raise ConfigurationError(
@@ -669,9 +791,7 @@ def _num_outputs(outputs: torch.Tensor) -> int:
 def _check_labels(targets: torch.Tensor, outputs: torch.Tensor) -> None:
     """Check label range once, on the first batch, before CUDA can hit a device assert."""
     if targets.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
-        raise ConfigurationError(
-            f"labels must be integer class indices, got dtype {targets.dtype}"
-        )
+        raise ConfigurationError(f"labels must be integer class indices, got dtype {targets.dtype}")
     if targets.numel() == 0:
         return
     cpu = targets.detach().cpu()

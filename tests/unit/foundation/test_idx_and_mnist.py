@@ -50,7 +50,9 @@ def test_read_idx_gzip_is_detected_from_bytes_not_name(tmp_path: Path) -> None:
 
 def test_read_idx_big_endian_int16(tmp_path: Path) -> None:
     path = tmp_path / "values-idx1-short"
-    path.write_bytes(_idx(0x0B, (2,), (-2).to_bytes(2, "big", signed=True) + (513).to_bytes(2, "big")))
+    path.write_bytes(
+        _idx(0x0B, (2,), (-2).to_bytes(2, "big", signed=True) + (513).to_bytes(2, "big"))
+    )
     assert read_idx(path).tolist() == [-2, 513]
 
 
@@ -77,7 +79,7 @@ def test_read_idx_damaged_gzip(tmp_path: Path) -> None:
 
 
 def test_read_idx_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="IDX file not found: .*missing-idx1-ubyte"):
+    with pytest.raises(DataError, match=r"IDX file not found: .*missing-idx1-ubyte"):
         read_idx(tmp_path / "missing-idx1-ubyte")
 
 
@@ -99,7 +101,8 @@ def test_mnist_reads_both_layouts(tmp_path: Path, layout: str, gz: bool) -> None
 def test_mnist_normalize_matches_torchvision_arithmetic(tmp_path: Path) -> None:
     _write_mnist(tmp_path)
     data = mnist(tmp_path, normalize=(0.1302, 0.3069), val_fraction=0.0)
-    assert data.mean == (0.1302,) and data.std == (0.3069,)
+    assert data.mean == (0.1302,)
+    assert data.std == (0.3069,)
     image, _ = data.test[0]  # type: ignore[index]
     raw = torch.tensor([j % 256 for j in range(784)], dtype=torch.uint8).view(1, 28, 28)
     expected = (raw.float().div(255) - 0.1302) / 0.3069
@@ -109,18 +112,19 @@ def test_mnist_normalize_matches_torchvision_arithmetic(tmp_path: Path) -> None:
 def test_fashion_mnist_uses_its_own_folder_and_names(tmp_path: Path) -> None:
     _write_mnist(tmp_path / "FashionMNIST" / "raw")
     data = fashion_mnist(tmp_path)
-    assert data.classes[0] == "T-shirt/top" and data.classes[9] == "Ankle boot"
+    assert data.classes[0] == "T-shirt/top"
+    assert data.classes[9] == "Ankle boot"
 
 
 def test_mnist_missing_file_is_named(tmp_path: Path) -> None:
     _write_mnist(tmp_path)
     (tmp_path / "t10k-labels-idx1-ubyte").unlink()
-    with pytest.raises(DataError, match="missing file .*t10k-labels-idx1-ubyte"):
+    with pytest.raises(DataError, match=r"missing file .*t10k-labels-idx1-ubyte"):
         mnist(tmp_path)
 
 
 def test_mnist_empty_folder_explains_download(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="no MNIST files found .*download=True"):
+    with pytest.raises(DataError, match=r"no MNIST files found .*download=True"):
         mnist(tmp_path)
 
 
@@ -141,7 +145,9 @@ def test_mnist_image_and_label_counts_must_agree(tmp_path: Path) -> None:
 
 def test_labels_outside_class_range_are_refused() -> None:
     with pytest.raises(DataError, match=r"labels must lie in 0\.\.1 .* from 0 to 5"):
-        TensorImageDataset(torch.zeros(2, 1, 2, 2, dtype=torch.uint8), torch.tensor([0, 5]), ["a", "b"])
+        TensorImageDataset(
+            torch.zeros(2, 1, 2, 2, dtype=torch.uint8), torch.tensor([0, 5]), ["a", "b"]
+        )
 
 
 def test_mnist_sample_is_real_mnist_and_bundled() -> None:

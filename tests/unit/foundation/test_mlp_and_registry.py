@@ -28,7 +28,9 @@ def test_seed_003_mlp_parameter_count_with_tanh() -> None:
 def test_create_model_records_name_and_arguments() -> None:
     model = create_model("mlp", hidden=[8], num_classes=3)
     spec = model_spec(model)
-    assert spec is not None and spec.name == "mlp" and spec.kwargs == {"hidden": [8], "num_classes": 3}
+    assert spec is not None
+    assert spec.name == "mlp"
+    assert spec.kwargs == {"hidden": [8], "num_classes": 3}
     rebuilt = spec.build()
     assert [p.shape for p in rebuilt.parameters()] == [p.shape for p in model.parameters()]
 
@@ -45,7 +47,9 @@ def test_unknown_model_suggests_close_names() -> None:
 
 
 def test_bad_arguments_are_reported() -> None:
-    with pytest.raises(ConfigurationError, match=r"create_model\('mlp', \.\.\.\) got bad arguments"):
+    with pytest.raises(
+        ConfigurationError, match=r"create_model\('mlp', \.\.\.\) got bad arguments"
+    ):
         create_model("mlp", width=3)
 
 

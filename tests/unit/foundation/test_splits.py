@@ -12,7 +12,8 @@ from visionkit.data import mnist_sample, split_indices
 def test_same_seed_same_split() -> None:
     a = split_indices(1000, 0.2, seed=3)
     b = split_indices(1000, 0.2, seed=3)
-    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert torch.equal(a[0], b[0])
+    assert torch.equal(a[1], b[1])
 
 
 def test_different_seed_different_split() -> None:

@@ -46,7 +46,9 @@ def test_test_metrics_with_smaller_last_batch_match_hand_computation() -> None:
     assert report.accuracy == (predicted == y).sum().item() / 10  # exact count, not float32
     for c in range(3):
         mask = y == c
-        assert report.per_class_accuracy[c] == pytest.approx((predicted[mask] == c).float().mean().item())
+        assert report.per_class_accuracy[c] == pytest.approx(
+            (predicted[mask] == c).float().mean().item()
+        )
     assert sum(map(sum, report.confusion_matrix)) == 10
 
 
@@ -115,7 +117,8 @@ def test_early_stopping_stops_after_patience(tmp_path: Path) -> None:
         enable_checkpointing=False,
     )
     history = trainer.fit(_dataset(12), _dataset(6), batch_size=4)
-    assert len(history) == 4 and stopper.stopped_epoch == 3
+    assert len(history) == 4
+    assert stopper.stopped_epoch == 3
 
 
 def test_default_checkpoint_goes_to_a_versioned_run_folder(tmp_path: Path) -> None:
@@ -133,7 +136,8 @@ def test_fit_accepts_a_dataloader() -> None:
     model = create_model("mlp", in_features=16, hidden=[], num_classes=3)
     trainer = _trainer(model, max_epochs=2, enable_checkpointing=False)
     history = trainer.fit(loader, loader)
-    assert trainer.global_step == 6 and len(history) == 2
+    assert trainer.global_step == 6
+    assert len(history) == 2
 
 
 def test_label_outside_model_outputs_is_named_on_first_batch() -> None:
