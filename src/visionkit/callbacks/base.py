@@ -76,6 +76,15 @@ class Callback:
     def on_train_batch_end(self, trainer: Trainer, batch: Batch, outputs: StepOutput) -> None:
         """Called after the optimizer step on ``batch``."""
 
+    def on_before_optimizer_step(
+        self, trainer: Trainer, optimizer: torch.optim.Optimizer
+    ) -> None:
+        """Called after ``backward`` and before the optimizer step and gradient clipping.
+
+        Gradients are in ``p.grad`` (unscaled under fp16 mixed precision): log gradient
+        norms here, since they are cleared before :meth:`on_train_batch_end`.
+        """
+
     def on_train_log(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         """Called every ``log_every_n_steps`` steps with the running training metrics."""
 

@@ -73,6 +73,7 @@ class ModelCheckpoint(MonitorCallback):
         self._monitor_given = monitor is not None
         self._mode_given = mode
         self.dirpath = Path(dirpath) if dirpath is not None else None
+        self._dirpath_given = dirpath is not None
         self.save_top_k = save_top_k
         self.save_last = save_last
         self.filename = filename
@@ -189,5 +190,5 @@ class ModelCheckpoint(MonitorCallback):
         self.best_model_path = Path(state["best_model_path"]) if state["best_model_path"] else None
         self.last_model_path = Path(state["last_model_path"]) if state["last_model_path"] else None
         self.best_k_models = dict(state["best_k_models"])
-        if state.get("dirpath"):
-            self.dirpath = Path(state["dirpath"])
+        if state.get("dirpath") and not self._dirpath_given:
+            self.dirpath = Path(state["dirpath"])  # a resumed run keeps writing to its folder

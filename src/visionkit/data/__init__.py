@@ -2,9 +2,10 @@
 
 Every factory returns a :class:`DataSplits` with ``train``, ``val`` and ``test`` sets and the
 class names. In-memory data sets (:class:`TensorImageDataset`) keep images as ``uint8`` and
-take the trainer's fast path.
+take the trainer's fast path. Transform presets live in :mod:`visionkit.data.presets`.
 """
 
+from visionkit.data import presets
 from visionkit.data._datasets import ClassificationDataset, TensorImageDataset
 from visionkit.data._idx import read_idx
 from visionkit.data._loaders import (
@@ -16,21 +17,35 @@ from visionkit.data._loaders import (
     make_loader,
 )
 from visionkit.data._splits import DataSplits, split_indices
+from visionkit.data.cifar import CIFAR10_CLASSES, cifar10, read_cifar_batch, read_cifar_meta
+from visionkit.data.folder import IMAGE_EXTENSIONS, ImageFolderDataset, image_folder
 from visionkit.data.mnist import fashion_mnist, mnist, mnist_sample
+from visionkit.data.presets import preprocess_from_transform
+from visionkit.data.stats import compute_mean_std
 
 __all__ = [
+    "CIFAR10_CLASSES",
+    "IMAGE_EXTENSIONS",
     "BatchAugment",
     "ClassificationDataset",
     "DataSplits",
     "EpochLoader",
+    "ImageFolderDataset",
     "InMemoryLoader",
     "SeededSampler",
     "TensorImageDataset",
+    "cifar10",
+    "compute_mean_std",
     "epoch_permutation",
     "fashion_mnist",
+    "image_folder",
     "make_loader",
     "mnist",
     "mnist_sample",
+    "preprocess_from_transform",
+    "presets",
+    "read_cifar_batch",
+    "read_cifar_meta",
     "read_idx",
     "split_indices",
 ]

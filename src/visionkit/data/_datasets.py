@@ -47,7 +47,9 @@ class ClassificationDataset(Dataset[Sample]):
             )
         return self._select(index)
 
-    def relabel(self, label_map: Mapping[int, int], classes: Sequence[str]) -> ClassificationDataset:
+    def relabel(
+        self, label_map: Mapping[int, int], classes: Sequence[str]
+    ) -> ClassificationDataset:
         """Keep only the samples whose label is a key of ``label_map`` and relabel them.
 
         Args:

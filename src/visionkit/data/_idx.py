@@ -62,14 +62,17 @@ def read_idx(path: str | os.PathLike[str]) -> torch.Tensor:
             f"({expected} bytes with the header), found {len(raw)} bytes; re-download the file"
         )
     array = np.frombuffer(raw, dtype=dtype, offset=header_end).reshape(shape)
-    native = array.astype(array.dtype.newbyteorder("="), copy=True)
-    return torch.from_numpy(native)
+    if itemsize > 1:  # single bytes need no swapping: use the buffer, not a second copy
+        array = array.astype(array.dtype.newbyteorder("="), copy=True)
+    return torch.from_numpy(array)
 
 
-def _read_bytes(path: Path) -> bytes:
+def _read_bytes(path: Path) -> bytearray:
+    """The file's (decompressed) bytes in a writable buffer that tensors can share."""
     try:
         with path.open("rb") as handle:
-            raw = handle.read()
+            raw = bytearray(os.fstat(handle.fileno()).st_size)
+            del raw[handle.readinto(raw) :]
     except FileNotFoundError:
         raise DataError(f"IDX file not found: {path}") from None
     except OSError as error:
@@ -77,7 +80,7 @@ def _read_bytes(path: Path) -> bytes:
     if raw[:2] != _GZIP_MAGIC:
         return raw
     try:
-        return gzip.decompress(raw)
+        return bytearray(gzip.decompress(raw))
     except (OSError, EOFError) as error:
         raise DataError(
             f"{path} is a damaged gzip file ({error}); delete it and download it again"

@@ -222,7 +222,7 @@ class _DataLoaderAdapter:
         self._length = len(loader)
 
     def set_epoch(self, epoch: int) -> None:
-        sampler = self.sampler or getattr(self.loader, "sampler", None)
+        sampler: Any = self.sampler or getattr(self.loader, "sampler", None)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
 

@@ -10,10 +10,12 @@ import torch
 from visionkit.data._datasets import ClassificationDataset, TensorImageDataset
 from visionkit.exceptions import ConfigurationError
 
-__all__ = ["DataSplits", "split_indices"]
+__all__ = ["DataSplits", "split_in_place", "split_indices"]
 
 
-def split_indices(n: int, val_fraction: float, *, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def split_indices(
+    n: int, val_fraction: float, *, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Shuffle ``range(n)`` with ``seed`` and cut off ``val_fraction`` for validation.
 
     The same ``n``, fraction and seed always give the same split, on every platform
@@ -34,6 +36,70 @@ def split_indices(n: int, val_fraction: float, *, seed: int = 0) -> tuple[torch.
     order = torch.randperm(n, generator=generator)
     n_val = int(val_fraction * n)
     return order[n_val:], order[:n_val]
+
+
+def split_in_place(
+    dataset: TensorImageDataset, val_fraction: float, *, seed: int = 0
+) -> tuple[TensorImageDataset, TensorImageDataset | None]:
+    """:func:`split_indices` applied to an in-memory data set without copying its images.
+
+    Reorders ``dataset``'s images and labels **in place** (so pass a data set nothing else
+    uses), then returns the training and validation sets as two views of that one buffer:
+    ``train[i]`` is the original sample ``train_indices[i]`` and ``val[i]`` the original
+    ``val_indices[i]``, exactly as ``dataset.select(...)`` would give, but the peak memory
+    stays near one copy of the images instead of two.
+
+    Returns:
+        ``(train, val)``; ``val`` is ``None`` when ``val_fraction`` holds out no sample.
+    """
+    train_idx, val_idx = split_indices(len(dataset), val_fraction, seed=seed)
+    order = torch.cat([val_idx, train_idx])
+    _permute_rows_(dataset.images, order)
+    _permute_rows_(dataset.targets, order)
+    n_val = len(val_idx)
+    return _rows(dataset, slice(n_val, None)), _rows(dataset, slice(0, n_val)) if n_val else None
+
+
+def _rows(dataset: TensorImageDataset, rows: slice) -> TensorImageDataset:
+    return TensorImageDataset(
+        dataset.images[rows],
+        dataset.targets[rows],
+        dataset.classes,
+        mean=dataset.mean,
+        std=dataset.std,
+        augment=dataset.augment,
+    )
+
+
+def _permute_rows_(tensor: torch.Tensor, order: torch.Tensor, block: int = 4096) -> None:
+    """``tensor[:] = tensor[order]`` in place, with two blocks of rows as scratch memory.
+
+    Fills the rows block by block. The rows a block needs lie at or after its start; the
+    rows it overwrites that are still to be placed move into the places the needed rows
+    left, and ``where`` / ``holder`` track which original row sits where.
+    """
+    n = tensor.shape[0]
+    if not tensor.is_contiguous():
+        tensor.copy_(tensor[order])
+        return
+    rows_of = tensor.view(n, -1)
+    where = torch.arange(n)  # where[r]: current position of original row r
+    holder = torch.arange(n)  # holder[p]: original row now at position p
+    for start in range(0, n, block):
+        end = min(start + block, n)
+        wanted = order[start:end]
+        source = where[wanted]
+        inside = source < end
+        vacated = source[~inside]
+        needed = torch.zeros(end - start, dtype=torch.bool)
+        needed[source[inside] - start] = True
+        displaced = torch.arange(start, end)[~needed]
+        rows = rows_of.index_select(0, source)
+        rows_of.index_copy_(0, vacated, rows_of.index_select(0, displaced))
+        rows_of[start:end] = rows
+        moved_ids = holder[displaced]
+        where[moved_ids], holder[vacated] = vacated, moved_ids
+        where[wanted], holder[start:end] = torch.arange(start, end), wanted
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -67,7 +68,7 @@ class History:
         """Restore a history saved with :meth:`state_dict`."""
         self.epochs = [dict(e) for e in state["epochs"]]
 
-    def plot(self, *, path: str | None = None) -> Figure:
+    def plot(self, *, path: str | os.PathLike[str] | None = None) -> Figure:
         """Loss and accuracy curves per epoch (needs the ``plot`` extra)."""
         from visionkit.predict.plots import plot_history
 

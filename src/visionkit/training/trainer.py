@@ -462,9 +462,13 @@ class Trainer:
 
     def _optimizer_step(self) -> None:
         scaling = self.scaler.is_enabled()
+        unscale = scaling and (
+            self.gradient_clip_val is not None or self._hooks.get("on_before_optimizer_step")
+        )
+        if unscale:  # clipping and gradient hooks see true gradient values
+            self.scaler.unscale_(self.optimizer)
+        self._call("on_before_optimizer_step", self, self.optimizer)
         if self.gradient_clip_val is not None:
-            if scaling:
-                self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.gradient_clip_val)
         if scaling:
             self.scaler.step(self.optimizer)

@@ -1,0 +1,286 @@
+"""Transform presets for MNIST, CIFAR-10 and ImageNet-style photos, on ``transforms.v2``.
+
+As in seed 000 and torchvision's reference recipes, the geometric steps run on the PIL image
+and the preset ends with :class:`ToFloatTensor` (what ``ToTensor`` did, to the bit) and
+``Normalize``. The evaluation presets are deterministic, and
+:func:`preprocess_from_transform` turns them into the :class:`~visionkit.predict.Preprocess`
+that checkpoints store, so :class:`~visionkit.Predictor` reproduces them exactly.
+
+For the in-memory data sets (MNIST, Fashion-MNIST, CIFAR-10), :func:`mnist_batch_augment`
+and :func:`cifar_batch_augment` give the same kind of augmentation as batched tensor
+operations (see :class:`~visionkit.data.BatchAugment`).
+
+Example:
+    >>> from visionkit.data import presets
+    >>> presets.preprocess_from_transform(presets.imagenet_eval())
+    Preprocess(mode='RGB', size=None, resize=256, center_crop=224, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+"""  # noqa: E501
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torchvision.transforms import v2
+
+from visionkit.data._loaders import BatchAugment
+from visionkit.exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from visionkit.predict.checkpoint import Preprocess
+
+__all__ = [
+    "CIFAR10_MEAN",
+    "ToFloatTensor",
+    "CIFAR10_STD",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "MNIST_MEAN",
+    "MNIST_STD",
+    "cifar_batch_augment",
+    "cifar_eval",
+    "cifar_train",
+    "imagenet_eval",
+    "imagenet_train",
+    "mnist_batch_augment",
+    "mnist_eval",
+    "mnist_train",
+    "preprocess_from_transform",
+]
+
+MNIST_MEAN = (0.1307,)
+"""Mean pixel of the 60,000 MNIST training digits, scaled to ``[0, 1]``."""
+MNIST_STD = (0.3081,)
+"""Standard deviation of the MNIST training pixels."""
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+"""Per-channel mean of the 50,000 CIFAR-10 training images (seed 003 computes it)."""
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+"""Per-channel (population) standard deviation of the CIFAR-10 training images."""
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+"""The ImageNet statistics every torchvision pretrained model expects (seed 000)."""
+IMAGENET_STD = (0.229, 0.224, 0.225)
+"""The ImageNet standard deviations matching :data:`IMAGENET_MEAN`."""
+
+Stats = Sequence[float]
+_NO_OPS = {
+    "ToImage",
+    "PILToTensor",
+    "ToTensor",
+    "ToFloatTensor",
+    "ToPureTensor",
+    "ConvertImageDtype",
+}
+
+
+class ToFloatTensor:
+    """PIL image or ``uint8`` array to a ``float32`` tensor in ``[0, 1]``, as ``ToTensor`` did.
+
+    ``v2.ToImage`` followed by a division by 255. ``v2.ToDtype(float32, scale=True)``
+    multiplies by ``1/255`` instead, which differs in the last bit for some pixel values;
+    dividing keeps the file-based path, the in-memory path and the
+    :class:`~visionkit.Predictor` bit-identical to each other and to seed code using
+    ``ToTensor``.
+
+    Example:
+        >>> import numpy as np
+        >>> ToFloatTensor()(np.full((1, 2, 3), 255, dtype=np.uint8)).shape
+        torch.Size([3, 1, 2])
+    """
+
+    def __call__(self, image: Any) -> torch.Tensor:
+        """Convert one image (``H x W x C`` arrays, ``C x H x W`` tensors, PIL images)."""
+        tensor: torch.Tensor = v2.functional.to_image(image).as_subclass(torch.Tensor)
+        if tensor.is_floating_point():
+            return tensor
+        return tensor.float().div_(255)
+
+    def __repr__(self) -> str:
+        return "ToFloatTensor()"
+
+
+def _tail(mean: Stats | None, std: Stats | None) -> list[Any]:
+    steps: list[Any] = [ToFloatTensor()]
+    if mean is not None and std is not None:
+        steps.append(v2.Normalize(list(mean), list(std)))
+    return steps
+
+
+def mnist_train(
+    *, padding: int = 2, mean: Stats | None = MNIST_MEAN, std: Stats | None = MNIST_STD
+) -> v2.Compose:
+    """MNIST training transform: random crop with ``padding`` pixels of zero padding.
+
+    Digits are never flipped (a flipped 2 is not a 2). Pass ``mean=None, std=None`` to keep
+    pixels in ``[0, 1]`` as seed 001 does.
+    """
+    return v2.Compose([v2.RandomCrop(28, padding=padding), *_tail(mean, std)])
+
+
+def mnist_eval(*, mean: Stats | None = MNIST_MEAN, std: Stats | None = MNIST_STD) -> v2.Compose:
+    """MNIST evaluation transform: ``ToTensor`` then ``Normalize`` (seed 004's pipeline)."""
+    return v2.Compose(_tail(mean, std))
+
+
+def mnist_batch_augment(*, padding: int = 2) -> BatchAugment:
+    """:func:`mnist_train`'s random crop for the in-memory path (no flip)."""
+    return BatchAugment(crop_padding=padding, flip=False)
+
+
+def cifar_train(
+    *, padding: int = 4, mean: Stats | None = CIFAR10_MEAN, std: Stats | None = CIFAR10_STD
+) -> v2.Compose:
+    """CIFAR-10 training transform: random crop with padding 4 and horizontal flip."""
+    return v2.Compose(
+        [
+            v2.RandomCrop(32, padding=padding),
+            v2.RandomHorizontalFlip(),
+            *_tail(mean, std),
+        ]
+    )
+
+
+def cifar_eval(*, mean: Stats | None = CIFAR10_MEAN, std: Stats | None = CIFAR10_STD) -> v2.Compose:
+    """CIFAR-10 evaluation transform: ``ToTensor`` then ``Normalize``."""
+    return v2.Compose(_tail(mean, std))
+
+
+def cifar_batch_augment(*, padding: int = 4) -> BatchAugment:
+    """:func:`cifar_train`'s crop and flip for the in-memory path."""
+    return BatchAugment(crop_padding=padding, flip=True)
+
+
+def imagenet_train(
+    size: int = 224,
+    *,
+    rotation: float = 30,
+    mean: Stats | None = IMAGENET_MEAN,
+    std: Stats | None = IMAGENET_STD,
+) -> v2.Compose:
+    """Seed 000's training transform for photos and pretrained ImageNet models.
+
+    ``RandomRotation(30)``, ``RandomResizedCrop(224)``, ``RandomHorizontalFlip()``, then
+    scaling to ``[0, 1]`` and ``Normalize`` with the ImageNet statistics.
+
+    Args:
+        size: Side of the square crop.
+        rotation: Largest rotation in degrees; ``0`` disables it.
+        mean: Per-channel mean, ``None`` (with ``std=None``) to skip ``Normalize``.
+        std: Per-channel standard deviation.
+    """
+    rotate = [v2.RandomRotation(rotation)] if rotation else []
+    return v2.Compose(
+        [
+            *rotate,
+            v2.RandomResizedCrop(size, antialias=True),
+            v2.RandomHorizontalFlip(),
+            *_tail(mean, std),
+        ]
+    )
+
+
+def imagenet_eval(
+    size: int = 224,
+    *,
+    resize: int = 256,
+    mean: Stats | None = IMAGENET_MEAN,
+    std: Stats | None = IMAGENET_STD,
+) -> v2.Compose:
+    """Seed 000's evaluation transform: ``Resize(256)``, ``CenterCrop(224)``, ``Normalize``.
+
+    It is the preprocessing :class:`~visionkit.Predictor` applies for a checkpoint trained
+    with it, operation for operation, so predictions match evaluation bit for bit.
+    """
+    return v2.Compose(
+        [
+            v2.Resize(resize, antialias=True),
+            v2.CenterCrop(size),
+            *_tail(mean, std),
+        ]
+    )
+
+
+def preprocess_from_transform(transform: Any, *, mode: str = "RGB") -> Preprocess:
+    """Describe a deterministic evaluation transform as a :class:`~visionkit.predict.Preprocess`.
+
+    Understands ``Compose``, :class:`ToFloatTensor`, ``ToImage``/``ToTensor``/``PILToTensor``,
+    ``ToDtype`` with scaling, ``Resize`` (shorter side, or an exact ``(h, w)``), square
+    ``CenterCrop``, ``Normalize`` and ``Grayscale(1)``, from ``transforms`` and
+    ``transforms.v2``.
+    ``None`` means ``ToTensor`` alone.
+
+    Args:
+        transform: The evaluation transform.
+        mode: Pillow mode the images are converted to before the transform.
+
+    Raises:
+        ConfigurationError: if the transform is random or holds a step a checkpoint cannot
+            describe; pass a :class:`~visionkit.predict.Preprocess` yourself then.
+    """
+    from visionkit.predict.checkpoint import Preprocess  # no import cycle with visionkit.data
+
+    fields: dict[str, Any] = {"mode": mode}
+    for step in _steps(transform):
+        _describe(step, fields)
+    return Preprocess(**fields)
+
+
+def _steps(transform: Any) -> list[Any]:
+    if transform is None:
+        return []
+    if type(transform).__name__ == "Compose":
+        return [s for t in transform.transforms for s in _steps(t)]
+    return [transform]
+
+
+def _describe(step: Any, fields: dict[str, Any]) -> None:
+    name = type(step).__name__
+    if name in _NO_OPS:
+        return
+    if name == "ToDtype":
+        _check(step, bool(getattr(step, "scale", False)), "does not scale pixels to [0, 1]")
+    elif name == "Resize":
+        _describe_resize(step, fields)
+    elif name == "CenterCrop":
+        crop = list(step.size) if isinstance(step.size, (list, tuple)) else [step.size]
+        _check(step, len(set(crop)) == 1, "is not square")
+        _check(step, not {"center_crop", "size"} & set(fields), "follows a crop or a (h, w) resize")
+        fields["center_crop"] = int(crop[0])
+    elif name == "Normalize":
+        fields["mean"] = tuple(float(m) for m in step.mean)
+        fields["std"] = tuple(float(s) for s in step.std)
+    elif name == "Grayscale" and step.num_output_channels == 1:
+        fields["mode"] = "L"
+    else:
+        kind = "is random" if name.startswith("Random") else "has no checkpoint description"
+        raise ConfigurationError(
+            f"cannot describe the evaluation transform: {step!r} {kind}. Use a deterministic "
+            "evaluation transform (Resize, CenterCrop, Normalize), or pass preprocess="
+            "Preprocess(...) describing how the Predictor should prepare images"
+        )
+
+
+def _describe_resize(step: Any, fields: dict[str, Any]) -> None:
+    size = list(step.size) if isinstance(step.size, (list, tuple)) else [step.size]
+    interpolation = getattr(step.interpolation, "value", step.interpolation)
+    bilinear = interpolation in ("bilinear", 2)
+    _check(
+        step,
+        bilinear and getattr(step, "antialias", True) is not False,
+        "is not antialiased bilinear",
+    )
+    _check(step, getattr(step, "max_size", None) is None, "sets max_size")
+    _check(step, not {"center_crop", "resize", "size"} & set(fields), "follows a resize or crop")
+    if len(size) == 1:
+        fields["resize"] = int(size[0])
+    else:
+        fields["size"] = (int(size[0]), int(size[1]))
+
+
+def _check(step: Any, ok: bool, problem: str) -> None:
+    if not ok:
+        raise ConfigurationError(
+            f"cannot describe {step!r} in a checkpoint: it {problem}. The Predictor reproduces "
+            "one antialiased bilinear Resize, then one square CenterCrop, ToDtype(scale=True) "
+            "and Normalize; use those, or pass preprocess=Preprocess(...) yourself"
+        )
