@@ -76,9 +76,7 @@ class Callback:
     def on_train_batch_end(self, trainer: Trainer, batch: Batch, outputs: StepOutput) -> None:
         """Called after the optimizer step on ``batch``."""
 
-    def on_before_optimizer_step(
-        self, trainer: Trainer, optimizer: torch.optim.Optimizer
-    ) -> None:
+    def on_before_optimizer_step(self, trainer: Trainer, optimizer: torch.optim.Optimizer) -> None:
         """Called after ``backward`` and before the optimizer step and gradient clipping.
 
         Gradients are in ``p.grad`` (unscaled under fp16 mixed precision): log gradient

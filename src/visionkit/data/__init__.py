@@ -16,10 +16,10 @@ from visionkit.data._loaders import (
     epoch_permutation,
     make_loader,
 )
+from visionkit.data._mnist import fashion_mnist, mnist, mnist_sample
 from visionkit.data._splits import DataSplits, split_indices
 from visionkit.data.cifar import CIFAR10_CLASSES, cifar10, read_cifar_batch, read_cifar_meta
 from visionkit.data.folder import IMAGE_EXTENSIONS, ImageFolderDataset, image_folder
-from visionkit.data.mnist import fashion_mnist, mnist, mnist_sample
 from visionkit.data.presets import preprocess_from_transform
 from visionkit.data.stats import compute_mean_std
 

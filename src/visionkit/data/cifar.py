@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from visionkit.data._datasets import TensorImageDataset
+from visionkit.data._mnist import Stats, _stats, _with_val_split
 from visionkit.data._splits import DataSplits
-from visionkit.data.mnist import Stats, _stats, _with_val_split
 from visionkit.exceptions import DataError
 
 __all__ = ["CIFAR10_CLASSES", "cifar10", "read_cifar_batch", "read_cifar_meta"]

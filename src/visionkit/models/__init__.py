@@ -5,6 +5,8 @@ with :func:`register_model` and then work with the ``Trainer``, checkpoints and 
 ``Predictor`` like the built-in ones.
 """
 
+from visionkit.models._convnet import ConvNet, convnet, convnet_cifar
+from visionkit.models._mlp import MLP, mlp
 from visionkit.models._registry import (
     ModelSpec,
     create_model,
@@ -13,8 +15,6 @@ from visionkit.models._registry import (
     model_spec,
     register_model,
 )
-from visionkit.models.convnet import ConvNet, convnet, convnet_cifar
-from visionkit.models.mlp import MLP, mlp
 from visionkit.models.resnet import ResBlock, ResNetDeep, resnet_deep
 from visionkit.models.transfer import (
     count_parameters,

@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 from visionkit.exceptions import ConfigurationError
+from visionkit.models._mlp import make_activation
 from visionkit.models._shapes import check_ints
-from visionkit.models.mlp import make_activation
 
 __all__ = [
     "HEAD_ATTRIBUTES",

@@ -1,7 +1,7 @@
 """Prediction: the ``Predictor``, the checkpoint format, plots and export."""
 
 from visionkit.predict._export import ExportFormat, export, load_exported
-from visionkit.predict._images import IMAGE_EXTENSIONS, ImageInput
+from visionkit.predict._images import ImageInput
 from visionkit.predict.checkpoint import (
     FORMAT_VERSION,
     Preprocess,
@@ -19,7 +19,6 @@ from visionkit.predict.predictor import Prediction, Predictor
 
 __all__ = [
     "FORMAT_VERSION",
-    "IMAGE_EXTENSIONS",
     "ExportFormat",
     "ImageInput",
     "Prediction",

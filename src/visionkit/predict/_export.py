@@ -18,6 +18,7 @@ from visionkit.predict.predictor import Predictor
 __all__ = ["ExportFormat", "export", "load_exported"]
 
 ExportFormat = Literal["torch.export", "torchscript"]
+"""Formats :func:`export` writes: ``torch.export`` (``.pt2``) or TorchScript."""
 _METADATA = "visionkit.json"
 
 

@@ -16,26 +16,16 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
+from visionkit.data.folder import IMAGE_EXTENSIONS
 from visionkit.exceptions import DataError
 
 if TYPE_CHECKING:
     from visionkit.predict.checkpoint import Preprocess
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageInput", "image_files", "load_image", "to_uint8"]
+__all__ = ["ImageInput", "image_files", "load_image", "to_uint8"]
 
-IMAGE_EXTENSIONS = (
-    ".jpg",
-    ".jpeg",
-    ".png",
-    ".bmp",
-    ".gif",
-    ".tif",
-    ".tiff",
-    ".webp",
-    ".ppm",
-    ".pgm",
-)
 ImageInput: TypeAlias = str | os.PathLike[str] | Image.Image | np.ndarray | torch.Tensor
+"""One image for the ``Predictor``: a file path, a PIL image, a NumPy array or a tensor."""
 
 
 def to_uint8(image: ImageInput, spec: Preprocess) -> torch.Tensor:

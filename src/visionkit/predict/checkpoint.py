@@ -59,6 +59,7 @@ __all__ = [
 
 FORMAT = "visionkit-checkpoint"
 FORMAT_VERSION = 1
+"""Version of the checkpoint format this visionkit writes; it reads this and older ones."""
 _SAFE_SCALARS = (type(None), bool, int, float, str)
 _ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_PROTO = b"\x80"  # the legacy (pre-zip) torch.save format starts with a pickle

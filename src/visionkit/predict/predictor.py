@@ -16,7 +16,7 @@ from torch import nn
 from visionkit._device import resolve_device
 from visionkit._seed import get_rng_state, set_rng_state
 from visionkit.exceptions import CheckpointError, ConfigurationError, DataError, VisionKitError
-from visionkit.predict._images import IMAGE_EXTENSIONS, ImageInput, image_files
+from visionkit.predict._images import ImageInput, image_files
 from visionkit.predict.checkpoint import Preprocess, load_checkpoint, load_weights
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from visionkit.training.metrics import EvaluationReport
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageInput", "Prediction", "Predictor"]
+__all__ = ["ImageInput", "Prediction", "Predictor"]
 
 _PRECISIONS = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
 

@@ -28,6 +28,7 @@ from visionkit.predict.checkpoint import (
     save_checkpoint,
 )
 from visionkit.training._accumulate import BatchGroups
+from visionkit.training._compile import CompiledForward
 from visionkit.training.distributed import Strategy, StrategyName, resolve_strategy
 from visionkit.training.history import History
 from visionkit.training.metrics import ClassificationMetrics, EvaluationReport
@@ -90,6 +91,9 @@ class Trainer:
         check_finite: Stop with :class:`NonFiniteLossError` when the loss is NaN or inf.
         top_k: Extra top-k accuracies to report in evaluation (e.g. ``(5,)``).
         channels_last: Use the channels-last memory format (faster convolutions on GPU).
+        compile: Train through ``torch.compile(model)`` (evaluation stays eager). If
+            compiling is unavailable or fails on the first batch, a ``RuntimeWarning``
+            says why and training goes on eagerly. Checkpoints hold the uncompiled model.
         strategy: ``"auto"`` (DDP when launched by ``torchrun`` with several processes),
             ``"ddp"``, ``"single_device"`` or a
             :class:`~visionkit.training.distributed.DDPStrategy`; see the distributed guide.
@@ -133,6 +137,7 @@ class Trainer:
         check_finite: bool = True,
         top_k: Sequence[int] = (5,),
         channels_last: bool = False,
+        compile: bool = False,
         strategy: StrategyName | Strategy = "auto",
     ) -> None:
         _check_options(
@@ -151,6 +156,10 @@ class Trainer:
         )
         _check_optimizer(self.model, self.optimizer)
         self.model, self._train_module = self._strategy.wrap(self.model)
+        self.compile = compile
+        self._train_forward: Callable[[torch.Tensor], torch.Tensor] = (
+            CompiledForward(self._train_module) if compile else self._train_module
+        )
         self.loss_fn = loss if loss is not None else nn.CrossEntropyLoss()
         self.scheduler = scheduler
         self.scheduler_interval = scheduler_interval
@@ -442,7 +451,7 @@ class Trainer:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, y = self._unpack(batch)
         with self._autocast():
-            outputs = self._train_module(x)  # the DDP wrapper under DDP
+            outputs = self._train_forward(x)  # DDP wrapper under DDP; compiled if asked
             if self._train_groups.empty:
                 _num_outputs(outputs)
                 _check_labels(y, outputs)

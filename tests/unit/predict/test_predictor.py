@@ -37,7 +37,6 @@ def _train_and_save(tmp_path: Path) -> tuple[Path, torch.Tensor, torch.Tensor]:
     return path, images, logits
 
 
-@pytest.mark.slow  # starting a second Python that imports torch takes seconds
 def test_round_trip_in_a_fresh_process(tmp_path: Path) -> None:
     path, images, expected = _train_and_save(tmp_path)
     torch.save(images, tmp_path / "images.pt")

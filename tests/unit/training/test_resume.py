@@ -151,7 +151,6 @@ _CHILD = textwrap.dedent(
 )
 
 
-@pytest.mark.slow  # a child process importing torch takes seconds
 def test_sigkill_mid_epoch_then_resume_from_last_checkpoint_is_exact(tmp_path: Path) -> None:
     script = tmp_path / "child.py"
     here = str(Path(__file__).parent)

@@ -157,9 +157,7 @@ def _dataset(
             f"{labels.shape[0] if labels.dim() else 0} labels; the two files do not belong together"
         )
     mean, std = _stats(normalize)
-    return TensorImageDataset(
-        images.unsqueeze(1), labels.long(), classes, mean=mean, std=std
-    )
+    return TensorImageDataset(images.unsqueeze(1), labels.long(), classes, mean=mean, std=std)
 
 
 def _stats(normalize: Stats) -> tuple[list[float] | None, list[float] | None]:

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from visionkit.exceptions import ConfigurationError
+from visionkit.models._mlp import make_activation
 from visionkit.models._registry import register_model
 from visionkit.models._shapes import (
     check_images,
@@ -21,7 +22,6 @@ from visionkit.models._shapes import (
     format_shape,
     image_size,
 )
-from visionkit.models.mlp import make_activation
 from visionkit.models.transfer import make_head
 
 __all__ = ["ConvNet", "convnet", "convnet_cifar"]
