@@ -167,6 +167,7 @@ def run_one(name: str, root: Path) -> dict[str, float]:
         "epoch_cpu_s": cpu_done - cpu_loaded,
         "samples": samples,
         "peak_mb": (_memory_kb("VmHWM") - rss_before) / 1024,
+        "peak_rss_mb": _memory_kb("VmHWM") / 1024,
     }
 
 
