@@ -65,7 +65,7 @@ class EarlyStopping(MonitorCallback):
                 self._best_weights = {k: v.detach().clone() for k, v in state.items()}
             return
         self.wait += 1
-        if self.wait > self.patience:
+        if self.wait >= self.patience:
             self.stopped_epoch = epoch
             trainer.should_stop = True
             if self.verbose and trainer.is_global_zero:
@@ -73,12 +73,14 @@ class EarlyStopping(MonitorCallback):
                     f"early stopping at epoch {epoch}: {self.monitor} did not improve for "
                     f"{self.wait} epochs (best {self.best:.6f} at epoch {self.best_epoch})"
                 )
-            self._restore(trainer)
 
     def on_fit_end(self, trainer: Trainer) -> None:
-        """Restore the best weights if asked, also when training ran to the end."""
-        if self.stopped_epoch is None:
-            self._restore(trainer)
+        """Restore the best weights if asked, once training is over.
+
+        Restoring only here keeps ``last.ckpt`` (written at the end of the last epoch)
+        consistent: its weights, optimizer state and metrics are all the last epoch's.
+        """
+        self._restore(trainer)
 
     def _restore(self, trainer: Trainer) -> None:
         if self.restore_best_weights and self._best_weights is not None:

@@ -180,7 +180,13 @@ def _fetch_state_dict(
                 f"weights={weights} are not VGG16 weights: pass a VGG16_Weights member, e.g. "
                 "VGG16_Weights.DEFAULT"
             )
-        return weights.get_state_dict(progress=progress, check_hash=True), str(weights)
+        try:
+            return weights.get_state_dict(progress=progress, check_hash=True), str(weights)
+        except OSError as error:  # urllib's URLError is an OSError
+            raise ConfigurationError(
+                f"cannot download {weights} ({error}): without network access, download "
+                "the file once elsewhere and pass weights='path/to/vgg16-397923af.pth'"
+            ) from error
     name = os.fspath(weights).removeprefix("VGG16_Weights.")
     if name in VGG16_Weights.__members__:
         return _fetch_state_dict(VGG16_Weights[name], progress=progress)

@@ -228,6 +228,7 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
             torch.save(obj, stream)
             stream.flush()
             os.fsync(stream.fileno())
+        os.chmod(temp_name, 0o666 & ~_umask())  # mkstemp makes 0600; use normal permissions
         os.replace(temp_name, path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
@@ -408,3 +409,9 @@ def _fsync_directory(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current

@@ -143,6 +143,13 @@ class Trainer:
         _check_options(
             max_epochs, max_steps, accumulate_grad_batches, precision, scheduler_interval
         )
+        if scheduler_interval == "step" and isinstance(
+            scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau
+        ):
+            raise ConfigurationError(
+                "ReduceLROnPlateau needs a metric, which exists once per epoch: use "
+                "scheduler_interval='epoch' (the default) with it"
+            )
         if log_every_n_steps is not None and log_every_n_steps < 1:
             raise ConfigurationError(f"log_every_n_steps must be >= 1, got {log_every_n_steps}")
         self._strategy = resolve_strategy(strategy)
@@ -188,6 +195,7 @@ class Trainer:
         self.batch_in_epoch = 0
         self.should_stop = False
         self.classes: list[str] | None = None
+        self._label_bounds: tuple[int, int] | None = None
         self.preprocess: Preprocess | None = None
         self.num_train_batches = 0
         self.train_metrics: ClassificationMetrics | None = None
@@ -368,12 +376,17 @@ class Trainer:
             metrics.update(val)
         metrics["lr"] = self.learning_rate
         metrics["epoch_time"] = time.monotonic() - epoch_start
-        self._step_scheduler_on_epoch(metrics)
+        # max_steps / max_time can end training mid-epoch: the epoch is validated and
+        # logged, but a checkpoint written now resumes inside it, at the next batch.
+        cut_short = self.batch_in_epoch < self.num_train_batches and self._out_of_budget()
+        if not cut_short:
+            self._step_scheduler_on_epoch(metrics)
         self.last_metrics = {"epoch": float(self.epoch), **metrics}
         self.history.append(self.last_metrics)
         finished_epoch = self.epoch
-        self.epoch += 1  # a checkpoint written now resumes at the next epoch
-        self.batch_in_epoch = 0
+        if not cut_short:
+            self.epoch += 1  # a checkpoint written now resumes at the next epoch
+            self.batch_in_epoch = 0
         self._call("on_epoch_end", self, finished_epoch, self.last_metrics)
 
     def _train_epoch(self, loader: EpochLoader) -> dict[str, float]:
@@ -454,7 +467,7 @@ class Trainer:
             outputs = self._train_forward(x)  # DDP wrapper under DDP; compiled if asked
             if self._train_groups.empty:
                 _num_outputs(outputs)
-                _check_labels(y, outputs)
+                _check_labels(y, outputs, self._label_bounds)
             loss = self._loss(outputs, y)
         detached = loss.detach()
         if self.check_finite:
@@ -547,7 +560,11 @@ class Trainer:
     def _loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         try:
             return self.loss_fn(outputs, targets)
+        except torch.OutOfMemoryError:
+            raise
         except (RuntimeError, ValueError, IndexError) as error:
+            if "CUDA" in str(error) or "device-side" in str(error):
+                raise
             raise ConfigurationError(
                 f"the loss {type(self.loss_fn).__name__} failed on model outputs of shape "
                 f"{tuple(outputs.shape)} and labels of shape {tuple(targets.shape)} "
@@ -642,6 +659,12 @@ class Trainer:
             self.classes = [str(c) for c in classes]
         if self.preprocess is None:
             self.preprocess = _preprocess_of(dataset)
+        targets = getattr(dataset, "targets", None)  # check every label, not one batch
+        self._label_bounds = (
+            (int(targets.min()), int(targets.max()))
+            if isinstance(targets, torch.Tensor) and targets.numel()
+            else None
+        )
 
     def _class_names(self, num_classes: int) -> list[str]:
         if self.classes is not None and len(self.classes) == num_classes:
@@ -801,14 +824,22 @@ def _num_outputs(outputs: torch.Tensor) -> int:
     return int(outputs.shape[1])
 
 
-def _check_labels(targets: torch.Tensor, outputs: torch.Tensor) -> None:
-    """Check label range once, on the first batch, before CUDA can hit a device assert."""
+def _check_labels(
+    targets: torch.Tensor, outputs: torch.Tensor, bounds: tuple[int, int] | None = None
+) -> None:
+    """Check the label range on the first batch, before CUDA can hit a device assert.
+
+    ``bounds`` are the smallest and largest label of the whole data set when it knows them
+    (visionkit's data sets do), so a bad label in a later batch is caught here too.
+    """
     if targets.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
         raise ConfigurationError(f"labels must be integer class indices, got dtype {targets.dtype}")
     if targets.numel() == 0:
         return
     cpu = targets.detach().cpu()
     low, high = int(cpu.min()), int(cpu.max())
+    if bounds is not None:
+        low, high = min(low, bounds[0]), max(high, bounds[1])
     classes = outputs.shape[1]
     if low < 0 or high >= classes:
         raise ConfigurationError(

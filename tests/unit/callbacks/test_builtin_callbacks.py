@@ -142,7 +142,7 @@ def test_early_stopping_stops_after_patience_and_restores_best_weights() -> None
     snapshot = Snapshot()
     trainer = _trainer([_Scripted([3.0, 1.0, 2.0, 2.0, 0.5]), snapshot, stopper], max_epochs=5)
     history = trainer.fit(train, batch_size=32)
-    assert (len(history), stopper.stopped_epoch, stopper.best_epoch) == (4, 3, 1)
+    assert (len(history), stopper.stopped_epoch, stopper.best_epoch) == (3, 2, 1)
     for name, value in trainer.model.state_dict().items():
         assert torch.equal(value, snapshot.best[name]), name
 
@@ -168,7 +168,8 @@ def test_model_checkpoint_every_n_train_steps_writes_mid_epoch(tmp_path: Path) -
     trainer = _trainer([checkpoint], max_epochs=1, max_steps=3)
     trainer.fit(train, batch_size=32)
     state = torch.load(tmp_path / "last.ckpt", weights_only=True)["trainer_state"]
-    assert (state["epoch"], state["global_step"]) == (1, 3)  # epoch end overwrote step 3
+    # max_steps ended epoch 0 after 3 of its 4 batches: last.ckpt resumes at batch 3
+    assert (state["epoch"], state["global_step"], state["batch_in_epoch"]) == (0, 3, 3)
 
 
 def test_learning_rate_monitor_adds_lr_per_group() -> None:

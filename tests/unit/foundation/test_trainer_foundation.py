@@ -108,7 +108,7 @@ def test_checkpoint_saved_only_when_val_loss_decreases(tmp_path: Path) -> None:
 
 
 def test_early_stopping_stops_after_patience(tmp_path: Path) -> None:
-    stopper = EarlyStopping(patience=1)
+    stopper = EarlyStopping(patience=2)
     model = create_model("mlp", in_features=16, hidden=[], num_classes=3)
     trainer = _trainer(
         model,

@@ -132,7 +132,8 @@ def test_plateau_scheduler_names_missing_monitor() -> None:
 def test_max_steps_and_gradient_accumulation_count_optimizer_steps() -> None:
     trainer = _trainer(max_epochs=5, max_steps=4, accumulate_grad_batches=2)
     trainer.fit(_data(96), batch_size=16)  # 6 batches = 3 steps per epoch
-    assert (trainer.global_step, trainer.epoch) == (4, 2)
+    # stopped inside epoch 1 after 2 of its batches (1 step): a resume continues there
+    assert (trainer.global_step, trainer.epoch, trainer.batch_in_epoch) == (4, 1, 2)
 
 
 def test_train_and_validation_metrics_match_hand_computation_with_uneven_last_batch() -> None:
