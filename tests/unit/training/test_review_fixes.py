@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from visionkit import ConfigurationError, Trainer
-from visionkit.callbacks import ModelCheckpoint
+from visionkit.callbacks import Callback, ModelCheckpoint
 from visionkit.data import TensorImageDataset
 from visionkit.models import create_model
 
@@ -70,3 +71,23 @@ def test_checkpoint_files_get_normal_permissions(tmp_path: Path) -> None:
     mode = stat.S_IMODE((tmp_path / "ckpt" / "last.ckpt").stat().st_mode)
     assert mode & stat.S_IRGRP  # readable by the group, not mkstemp's 0600
     assert trainer.last_checkpoint == tmp_path / "ckpt" / "last.ckpt"
+
+
+def test_max_time_stops_inside_an_epoch(tmp_path: Path) -> None:
+    class Slow(Callback):
+        def on_train_batch_end(self, trainer: Trainer, batch: Any, outputs: Any) -> None:
+            time.sleep(0.25)
+
+    model = create_model("mlp", in_features=16, hidden=[], num_classes=3)
+    trainer = Trainer(
+        model,
+        max_epochs=3,
+        max_time=0.4,  # checked after every step: passes after the second 0.25 s batch
+        callbacks=[Slow()],
+        device="cpu",
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+    )
+    history = trainer.fit(_data(), batch_size=4)
+    assert (trainer.global_step, trainer.epoch, trainer.batch_in_epoch) == (2, 0, 2)
+    assert len(history) == 1  # the partial epoch is still logged
