@@ -10,9 +10,11 @@ from torch.utils.data import Dataset
 
 from visionkit.exceptions import ConfigurationError, DataError
 
-__all__ = ["ClassificationDataset", "TensorImageDataset"]
+__all__ = ["ClassificationDataset", "Stats", "TensorImageDataset", "normalization"]
 
 Sample = tuple[torch.Tensor, int]
+Stats = tuple[Sequence[float], Sequence[float]] | tuple[float, float] | None
+"""A factory's ``normalize=`` argument: ``(mean, std)``, per channel or one value each."""
 Transform = Callable[[Any], Any]
 
 
@@ -159,29 +161,17 @@ class TensorImageDataset(ClassificationDataset):
         self, mean: Sequence[float] | None, std: Sequence[float] | None
     ) -> TensorImageDataset:
         """Return the same images with another normalization (``None`` for none)."""
-        return TensorImageDataset(
-            self.images, self.targets, self.classes, mean=mean, std=std, augment=self.augment
-        )
+        return self.derive(mean=mean, std=std)
 
     def with_augment(
         self, augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None
     ) -> TensorImageDataset:
         """Return the same data set with another batched augmentation (``None`` for none)."""
-        return TensorImageDataset(
-            self.images, self.targets, self.classes, mean=self.mean, std=self.std, augment=augment
-        )
+        return self.derive(augment=augment)
 
     def to(self, device: torch.device | str) -> TensorImageDataset:
         """Return the data set with its images and labels moved to ``device`` (e.g. a GPU)."""
-        moved = TensorImageDataset(
-            self.images.to(device),
-            self.targets.to(device),
-            self.classes,
-            mean=self.mean,
-            std=self.std,
-            augment=self.augment,
-        )
-        return moved
+        return self.derive(self.images.to(device), self.targets.to(device))
 
     def select(self, indices: Sequence[int] | torch.Tensor) -> TensorImageDataset:
         """Return a new in-memory data set of the samples at ``indices``, in that order."""
@@ -191,13 +181,24 @@ class TensorImageDataset(ClassificationDataset):
 
     def _select(self, index: torch.Tensor) -> TensorImageDataset:
         index = index.to(self.images.device)
+        return self.derive(self.images[index], self.targets[index])
+
+    def derive(
+        self,
+        images: torch.Tensor | None = None,
+        targets: torch.Tensor | None = None,
+        **changes: Any,
+    ) -> TensorImageDataset:
+        """A data set like this one, with other ``images`` / ``targets`` or options.
+
+        ``changes`` may set ``mean``, ``std`` and ``augment``; the class names are kept.
+        """
+        options = {"mean": self.mean, "std": self.std, "augment": self.augment, **changes}
         return TensorImageDataset(
-            self.images[index],
-            self.targets[index],
+            self.images if images is None else images,
+            self.targets if targets is None else targets,
             self.classes,
-            mean=self.mean,
-            std=self.std,
-            augment=self.augment,
+            **options,
         )
 
     def __repr__(self) -> str:
@@ -237,3 +238,15 @@ def _check_stats(
     if any(s <= 0 for s in std_l):
         raise ConfigurationError(f"std values must be positive, got {std_l}")
     return mean_l, std_l
+
+
+def normalization(normalize: Stats) -> tuple[list[float] | None, list[float] | None]:
+    """Turn a factory's ``normalize=(mean, std)`` into per-channel lists (or ``None``)."""
+    if normalize is None:
+        return None, None
+    mean, std = normalize
+    return _floats(mean), _floats(std)
+
+
+def _floats(value: float | Sequence[float]) -> list[float]:
+    return [float(value)] if isinstance(value, (int, float)) else [float(x) for x in value]

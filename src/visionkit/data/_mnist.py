@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
 import torch
 
-from visionkit.data._datasets import TensorImageDataset
+from visionkit.data._datasets import Stats, TensorImageDataset, normalization
 from visionkit.data._idx import read_idx
-from visionkit.data._splits import DataSplits, split_in_place
+from visionkit.data._splits import DataSplits, in_memory_splits
 from visionkit.exceptions import DataError
 
 __all__ = ["FASHION_MNIST_CLASSES", "MNIST_CLASSES", "fashion_mnist", "mnist", "mnist_sample"]
@@ -33,7 +32,6 @@ _FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-Stats = tuple[Sequence[float], Sequence[float]] | tuple[float, float] | None
 
 
 def mnist(
@@ -99,7 +97,7 @@ def mnist_sample(
         labels = read_idx(folder / "mnist-sample-labels-idx1-ubyte.gz")
     full = _dataset(images, labels, MNIST_CLASSES, normalize)
     train_files, test = full.select(range(4000)), full.select(range(4000, len(full)))
-    return _with_val_split(train_files, test, val_fraction, seed, normalize)
+    return in_memory_splits(train_files, test, val_fraction=val_fraction, seed=seed)
 
 
 def _idx_splits(
@@ -121,26 +119,7 @@ def _idx_splits(
         )
         for split, (images, labels) in _FILES.items()
     }
-    return _with_val_split(loaded["train"], loaded["test"], val_fraction, seed, normalize)
-
-
-def _with_val_split(
-    train_files: TensorImageDataset,
-    test: TensorImageDataset,
-    val_fraction: float,
-    seed: int,
-    normalize: Stats,
-) -> DataSplits:
-    # In place: the freshly read images are reordered, not copied (peak memory ~1x).
-    train, val = split_in_place(train_files, val_fraction, seed=seed)
-    return DataSplits(
-        train=train,
-        val=val,
-        test=test,
-        classes=list(train_files.classes),
-        mean=tuple(train_files.mean) if train_files.mean else None,
-        std=tuple(train_files.std) if train_files.std else None,
-    )
+    return in_memory_splits(loaded["train"], loaded["test"], val_fraction=val_fraction, seed=seed)
 
 
 def _dataset(
@@ -156,19 +135,8 @@ def _dataset(
             f"the image file holds {images.shape[0]} images but the label file "
             f"{labels.shape[0] if labels.dim() else 0} labels; the two files do not belong together"
         )
-    mean, std = _stats(normalize)
+    mean, std = normalization(normalize)
     return TensorImageDataset(images.unsqueeze(1), labels.long(), classes, mean=mean, std=std)
-
-
-def _stats(normalize: Stats) -> tuple[list[float] | None, list[float] | None]:
-    if normalize is None:
-        return None, None
-    mean, std = normalize
-    return _floats(mean), _floats(std)
-
-
-def _floats(value: float | Sequence[float]) -> list[float]:
-    return [float(value)] if isinstance(value, (int, float)) else [float(x) for x in value]
 
 
 def _locate(root: Path, folder: str) -> Path:

@@ -10,7 +10,7 @@ import torch
 from visionkit.data._datasets import ClassificationDataset, TensorImageDataset
 from visionkit.exceptions import ConfigurationError
 
-__all__ = ["DataSplits", "split_in_place", "split_indices"]
+__all__ = ["DataSplits", "in_memory_splits", "split_in_place", "split_indices"]
 
 
 def split_indices(
@@ -60,15 +60,31 @@ def split_in_place(
     return _rows(dataset, slice(n_val, None)), _rows(dataset, slice(0, n_val)) if n_val else None
 
 
-def _rows(dataset: TensorImageDataset, rows: slice) -> TensorImageDataset:
-    return TensorImageDataset(
-        dataset.images[rows],
-        dataset.targets[rows],
-        dataset.classes,
-        mean=dataset.mean,
-        std=dataset.std,
-        augment=dataset.augment,
+def in_memory_splits(
+    train_files: TensorImageDataset,
+    test: TensorImageDataset,
+    *,
+    val_fraction: float,
+    seed: int,
+) -> DataSplits:
+    """Splits of a data set that ships train and test files but no validation set.
+
+    ``val_fraction`` of the training files is held out with a split seeded by ``seed``,
+    in place (:func:`split_in_place`): the freshly read images are reordered, not copied.
+    """
+    train, val = split_in_place(train_files, val_fraction, seed=seed)
+    return DataSplits(
+        train=train,
+        val=val,
+        test=test,
+        classes=list(train_files.classes),
+        mean=tuple(train_files.mean) if train_files.mean else None,
+        std=tuple(train_files.std) if train_files.std else None,
     )
+
+
+def _rows(dataset: TensorImageDataset, rows: slice) -> TensorImageDataset:
+    return dataset.derive(dataset.images[rows], dataset.targets[rows])
 
 
 def _permute_rows_(tensor: torch.Tensor, order: torch.Tensor, block: int = 4096) -> None:

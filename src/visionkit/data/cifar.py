@@ -11,9 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from visionkit.data._datasets import TensorImageDataset
-from visionkit.data._mnist import Stats, _stats, _with_val_split
-from visionkit.data._splits import DataSplits
+from visionkit.data._datasets import Stats, TensorImageDataset, normalization
+from visionkit.data._splits import DataSplits, in_memory_splits
 from visionkit.exceptions import DataError
 
 __all__ = ["CIFAR10_CLASSES", "cifar10", "read_cifar_batch", "read_cifar_meta"]
@@ -215,7 +214,7 @@ def cifar10(
         _download(root)
     folder = _locate(root)
     classes = _classes(folder)
-    mean, std = _stats(normalize)
+    mean, std = normalization(normalize)
     parts = [read_cifar_batch(folder / name, num_classes=len(classes)) for name in _TRAIN]
     train_files = TensorImageDataset(
         torch.cat([images for images, _ in parts]),
@@ -227,7 +226,7 @@ def cifar10(
     del parts
     test_images, test_labels = read_cifar_batch(folder / _TEST, num_classes=len(classes))
     test = TensorImageDataset(test_images, test_labels, classes, mean=mean, std=std)
-    return _with_val_split(train_files, test, val_fraction, seed, normalize)
+    return in_memory_splits(train_files, test, val_fraction=val_fraction, seed=seed)
 
 
 def _locate(root: Path) -> Path:
