@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
+from visionkit._checks import check_number, describe
 from visionkit.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
@@ -154,16 +155,24 @@ class MonitorCallback(Callback):
         monitor: Name of the metric, e.g. ``"val_loss"`` or ``"val_accuracy"``.
         mode: ``"min"`` when lower is better, ``"max"`` when higher is, ``"auto"`` to infer
             it from the name (``accuracy`` in the name means ``"max"``).
-        min_delta: Smallest change that counts as an improvement.
+        min_delta: Smallest change that counts as an improvement: a finite number >= 0.
+
+    Raises:
+        ConfigurationError: if ``monitor`` is not a non-empty string, ``mode`` is not one
+            of the three, or ``min_delta`` is negative, NaN, infinite or not a number.
     """
 
     def __init__(
         self, monitor: str = "val_loss", *, mode: Mode = "auto", min_delta: float = 0.0
     ) -> None:
-        if mode not in ("min", "max", "auto"):
+        if not isinstance(monitor, str) or not monitor:
+            raise ConfigurationError(
+                f"monitor must be the name of a metric, e.g. 'val_loss' or 'val_accuracy', "
+                f"got {describe(monitor)}"
+            )
+        if not isinstance(mode, str) or mode not in ("min", "max", "auto"):
             raise ConfigurationError(f"mode must be 'min', 'max' or 'auto', got {mode!r}")
-        if min_delta < 0:
-            raise ConfigurationError(f"min_delta must be >= 0, got {min_delta}")
+        min_delta = check_number("min_delta", min_delta, least=0.0)
         self.monitor = monitor
         self.mode: Literal["min", "max"] = _infer_mode(monitor) if mode == "auto" else mode
         self.min_delta = min_delta

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from visionkit.callbacks.base import Batch, Mode, MonitorCallback, StepOutput
 from visionkit.exceptions import ConfigurationError
+from visionkit.predict.checkpoint import TEMP_SUFFIX
 
 if TYPE_CHECKING:
     from visionkit.training.trainer import Trainer
@@ -92,6 +93,8 @@ class ModelCheckpoint(MonitorCallback):
             self.best_model_path, self.best_k_models = None, {}
         if self.dirpath is None:
             self.dirpath = root / "checkpoints"
+        if trainer.is_global_zero:
+            _remove_stale_temporaries(self.dirpath)
 
     def on_train_batch_end(self, trainer: Trainer, batch: Batch, outputs: StepOutput) -> None:
         """Write ``last.ckpt`` mid-epoch every ``every_n_train_steps`` optimizer steps."""
@@ -115,10 +118,10 @@ class ModelCheckpoint(MonitorCallback):
             if self.improved(value):
                 self.best = value
             path = self._best_path(metrics)
+            trainer.save_checkpoint(path, metrics=metrics)  # written before any file goes
             self.best_k_models[str(path)] = value
             self._prune()
             self.best_model_path = Path(self._best_of_k())
-            trainer.save_checkpoint(path, metrics=metrics)
             if self.verbose:
                 print(f"{self.monitor} improved to {value:.6f}: saved {path}")
         if self.save_last:
@@ -192,3 +195,13 @@ class ModelCheckpoint(MonitorCallback):
         self.best_k_models = dict(state["best_k_models"])
         if state.get("dirpath") and not self._dirpath_given:
             self.dirpath = Path(state["dirpath"])  # a resumed run keeps writing to its folder
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Delete the temporary files of checkpoint writes a killed process left unfinished.
+
+    Only names :func:`~visionkit.predict.checkpoint.atomic_save` makes are touched
+    (``.<name>.ckpt.<random>.tmp``); a finished write never leaves one behind.
+    """
+    for stale in folder.glob(f".*.ckpt.*{TEMP_SUFFIX}"):
+        stale.unlink(missing_ok=True)

@@ -7,7 +7,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from visionkit._checks import check_path, describe
 from visionkit.callbacks.base import Callback
+from visionkit.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
     from visionkit.training.trainer import Trainer
@@ -26,7 +28,11 @@ class CSVLogger(Callback):
 
     Args:
         save_dir: Folder of the file (created if needed).
-        filename: Name of the file.
+        filename: Name of the file, without a folder part.
+
+    Raises:
+        ConfigurationError: if ``save_dir`` is not a path or ``filename`` is not a plain
+            file name (``"a/b.csv"`` and absolute paths would write outside ``save_dir``).
 
     Example:
         >>> logger = CSVLogger("logs/")
@@ -35,7 +41,18 @@ class CSVLogger(Callback):
     """
 
     def __init__(self, save_dir: str | os.PathLike[str], *, filename: str = "metrics.csv") -> None:
-        self.path = Path(save_dir) / filename
+        folder = check_path("save_dir", save_dir)
+        if (
+            not isinstance(filename, str)
+            or filename in ("", ".", "..")
+            or "\x00" in filename
+            or Path(filename).name != filename
+        ):
+            raise ConfigurationError(
+                f"filename must be a plain file name such as 'metrics.csv' (no folder part: "
+                f"put folders in save_dir), got {describe(filename)}"
+            )
+        self.path = folder / filename
         self._columns: list[str] = []
 
     def on_fit_start(self, trainer: Trainer) -> None:

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from visionkit._checks import check_bool, check_int
 from visionkit.callbacks.base import Mode, MonitorCallback
-from visionkit.exceptions import ConfigurationError
 from visionkit.predict.checkpoint import unwrap_model
 
 if TYPE_CHECKING:
@@ -22,12 +22,18 @@ class EarlyStopping(MonitorCallback):
 
     Args:
         monitor: Metric to watch.
-        patience: Epochs without improvement to tolerate before stopping.
+        patience: Epochs without improvement to tolerate before stopping (an integer >= 0).
         mode: ``"min"``, ``"max"`` or ``"auto"`` (from the metric name).
-        min_delta: Smallest change that counts as an improvement.
+        min_delta: Smallest change that counts as an improvement (finite, >= 0).
         restore_best_weights: When stopping (or at the end of training), put back the
             weights of the best epoch.
         verbose: Print a line when stopping.
+
+    Raises:
+        ConfigurationError: for a ``patience`` that is not an integer >= 0 (``1.5``,
+            ``nan`` and ``inf`` included), a flag that is not ``True``/``False``, or a bad
+            ``monitor``, ``mode`` or ``min_delta`` (see
+            :class:`~visionkit.callbacks.MonitorCallback`).
 
     Attributes:
         stopped_epoch: The epoch training stopped at, or ``None``.
@@ -45,11 +51,9 @@ class EarlyStopping(MonitorCallback):
         verbose: bool = False,
     ) -> None:
         super().__init__(monitor, mode=mode, min_delta=min_delta)
-        if patience < 0:
-            raise ConfigurationError(f"patience must be >= 0, got {patience}")
-        self.patience = patience
-        self.restore_best_weights = restore_best_weights
-        self.verbose = verbose
+        self.patience = check_int("patience", patience, least=0)
+        self.restore_best_weights = check_bool("restore_best_weights", restore_best_weights)
+        self.verbose = check_bool("verbose", verbose)
         self.wait = 0
         self.stopped_epoch: int | None = None
         self.best_epoch: int | None = None

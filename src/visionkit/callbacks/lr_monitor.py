@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
+from visionkit._checks import check_bool
 from visionkit.callbacks.base import Batch, Callback, StepOutput
 from visionkit.exceptions import ConfigurationError
 
@@ -42,12 +43,12 @@ class LearningRateMonitor(Callback):
     def __init__(
         self, logging_interval: Literal["epoch", "step"] = "epoch", *, log_momentum: bool = False
     ) -> None:
-        if logging_interval not in ("epoch", "step"):
+        if not isinstance(logging_interval, str) or logging_interval not in ("epoch", "step"):
             raise ConfigurationError(
                 f"logging_interval must be 'epoch' or 'step', got {logging_interval!r}"
             )
         self.logging_interval = logging_interval
-        self.log_momentum = log_momentum
+        self.log_momentum = check_bool("log_momentum", log_momentum)
         self.steps: list[tuple[int, dict[str, float]]] = []
         self._last_step = -1
 

@@ -6,7 +6,9 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
+from visionkit._checks import check_bool, check_number, describe
 from visionkit.callbacks.base import Batch, Callback, StepOutput
+from visionkit.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
     from visionkit.training.trainer import Trainer
@@ -47,6 +49,10 @@ class ProgressBar(Callback):
         force_tty: Behave as if ``stream`` were (``True``) or were not (``False``) a
             terminal; ``None`` asks the stream.
 
+    Raises:
+        ConfigurationError: if ``stream`` has no ``write`` method, ``refresh_seconds`` is
+            not a finite number >= 0, or ``force_tty`` is not ``True``, ``False`` or ``None``.
+
     Example:
         >>> import io
         >>> bar = ProgressBar(stream=io.StringIO())
@@ -61,9 +67,14 @@ class ProgressBar(Callback):
         refresh_seconds: float = 0.25,
         force_tty: bool | None = None,
     ) -> None:
+        if stream is not None and not callable(getattr(stream, "write", None)):
+            raise ConfigurationError(
+                f"stream must be a text stream with a write() method (e.g. sys.stderr or an "
+                f"open file), or None for sys.stdout; got {describe(stream)}"
+            )
         self.stream = stream
-        self.refresh_seconds = refresh_seconds
-        self.force_tty = force_tty
+        self.refresh_seconds = check_number("refresh_seconds", refresh_seconds, least=0.0)
+        self.force_tty = None if force_tty is None else check_bool("force_tty", force_tty)
         self._tty = False
         self._epoch_start = 0.0
         self._last_draw = 0.0

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from visionkit._checks import check_bool, check_path
 from visionkit.callbacks.base import Callback
 from visionkit.exceptions import ConfigurationError
 
@@ -33,15 +33,16 @@ class TensorBoardLogger(Callback):
 
     Raises:
         ConfigurationError: If TensorBoard is not installed; the message names the extra
-            to install (``pip install "visionkit[tensorboard]"``).
+            to install (``pip install "visionkit[tensorboard]"``). Also if ``log_dir`` is
+            not a path or ``log_steps`` not ``True``/``False``.
     """
 
     def __init__(
         self, log_dir: str | os.PathLike[str] = "runs", *, log_steps: bool = False
     ) -> None:
+        self.log_dir = check_path("log_dir", log_dir)
+        self.log_steps = check_bool("log_steps", log_steps)
         self._writer_class = _summary_writer_class()
-        self.log_dir = Path(log_dir)
-        self.log_steps = log_steps
         self.writer: Any | None = None
 
     def on_fit_start(self, trainer: Trainer) -> None:

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import numbers
+import operator
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset
 
-from visionkit.exceptions import ConfigurationError, DataError
+from visionkit._checks import check_int, check_number, describe
+from visionkit.exceptions import ConfigurationError, DataError, VisionKitError
 
-__all__ = ["ClassificationDataset", "Stats", "TensorImageDataset", "normalization"]
+__all__ = [
+    "ClassificationDataset",
+    "Stats",
+    "TensorImageDataset",
+    "check_classes",
+    "check_normalization",
+    "float_values",
+    "normalization",
+]
 
 Sample = tuple[torch.Tensor, int]
 Stats = tuple[Sequence[float], Sequence[float]] | tuple[float, float] | None
@@ -40,8 +52,14 @@ class ClassificationDataset(Dataset[Sample]):
         return len(self.classes)
 
     def select(self, indices: Sequence[int] | torch.Tensor) -> ClassificationDataset:
-        """Return a new data set of the samples at ``indices``, in that order."""
-        index = torch.as_tensor(indices, dtype=torch.long)
+        """Return a new data set of the samples at ``indices``, in that order.
+
+        Raises:
+            ConfigurationError: if ``indices`` are not integers (floats and boolean masks
+                are refused: use ``torch.nonzero(mask).flatten()`` for a mask), are not one
+                dimensional, or lie outside ``[0, len(self))``.
+        """
+        index = _index_tensor(indices)
         if index.numel() and (int(index.min()) < 0 or int(index.max()) >= len(self)):
             raise ConfigurationError(
                 f"indices must lie in [0, {len(self)}), got values from "
@@ -57,15 +75,33 @@ class ClassificationDataset(Dataset[Sample]):
         Args:
             label_map: Old label to new label, e.g. ``{0: 0, 2: 1}``.
             classes: Names of the new labels, index = new label.
+
+        Raises:
+            ConfigurationError: if ``label_map`` is empty, has a key that is not a label of
+                this data set (``0..num_classes-1``), or sends a label outside
+                ``0..len(classes)-1``.
         """
-        bad = [new for new in label_map.values() if not 0 <= new < len(classes)]
+        classes = check_classes(classes, error=ConfigurationError)
+        if not isinstance(label_map, Mapping) or not label_map:
+            raise ConfigurationError(
+                f"label_map must be a non-empty mapping from old to new labels, got "
+                f"{describe(label_map)}: e.g. {{0: 0, 2: 1}} keeps labels 0 and 2"
+            )
+        pairs = [
+            (
+                check_int("label_map key", old, least=0, most=self.num_classes - 1),
+                check_int("label_map value", new),
+            )
+            for old, new in label_map.items()
+        ]
+        bad = [new for _, new in pairs if not 0 <= new < len(classes)]
         if bad:
             raise ConfigurationError(
                 f"label_map sends labels to {bad}, outside 0..{len(classes) - 1} "
                 f"for {len(classes)} class names"
             )
-        lookup = torch.full((max(self.num_classes, *label_map.keys()) + 1,), -1, dtype=torch.long)
-        for old, new in label_map.items():
+        lookup = torch.full((self.num_classes,), -1, dtype=torch.long)
+        for old, new in pairs:
             lookup[old] = new
         new_targets = lookup[self.targets]
         keep = torch.nonzero(new_targets >= 0).flatten()
@@ -87,11 +123,15 @@ class TensorImageDataset(ClassificationDataset):
     Indexing one sample returns exactly what a batch holds for it, so both paths agree.
 
     Args:
-        images: ``uint8`` tensor of shape ``(N, C, H, W)``.
-        targets: ``int64`` labels of shape ``(N,)``, each in ``0..len(classes)-1``.
-        classes: Class names; ``classes[i]`` is the name of label ``i``.
-        mean: Per-channel mean to subtract after scaling pixels to ``[0, 1]``.
-        std: Per-channel standard deviation to divide by.
+        images: ``uint8`` tensor of shape ``(N, C, H, W)`` with ``C``, ``H`` and ``W`` at
+            least 1 (``N`` may be 0).
+        targets: Integer labels of shape ``(N,)``, each in ``0..len(classes)-1`` (a tensor,
+            array or list; floating-point labels must hold whole numbers, and are refused
+            otherwise instead of being truncated).
+        classes: Class names, unique strings; ``classes[i]`` is the name of label ``i``.
+        mean: Per-channel mean to subtract after scaling pixels to ``[0, 1]``; one value
+            (or a single number) is used for every channel.
+        std: Per-channel standard deviation to divide by (finite and positive).
         augment: Optional batched augmentation applied to training batches
             (see :class:`visionkit.data.BatchAugment`); not applied by ``__getitem__``.
 
@@ -113,12 +153,9 @@ class TensorImageDataset(ClassificationDataset):
         std: Sequence[float] | None = None,
         augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     ) -> None:
-        if images.dtype != torch.uint8 or images.dim() != 4:
-            raise DataError(
-                f"images must be a uint8 tensor of shape (N, C, H, W), got {images.dtype} "
-                f"of shape {tuple(images.shape)}"
-            )
-        targets = torch.as_tensor(targets, dtype=torch.long)
+        _check_images(images)
+        classes = check_classes(classes)
+        targets = _label_tensor(targets)
         if targets.shape != (images.shape[0],):
             raise DataError(
                 f"expected one label per image ({images.shape[0]}), got targets of shape "
@@ -127,7 +164,7 @@ class TensorImageDataset(ClassificationDataset):
         _check_labels(targets, len(classes))
         self.images = images
         self.targets = targets
-        self.classes = list(classes)
+        self.classes = classes
         self.augment = augment
         self.mean, self.std = _check_stats(mean, std, images.shape[1])
         shape = (1, images.shape[1], 1, 1)
@@ -141,8 +178,24 @@ class TensorImageDataset(ClassificationDataset):
         return int(c), int(h), int(w)
 
     def __getitem__(self, index: int) -> Sample:
-        image = self.images[index : index + 1] if index >= 0 else self.images[[index]]
-        return self.normalize(image)[0], int(self.targets[index])
+        """Sample ``index`` (negative counts from the end) as ``(image, label)``.
+
+        Raises:
+            IndexError: if ``index`` is outside ``-len(self)..len(self)-1``.
+            TypeError: if ``index`` is not an integer.
+        """
+        if isinstance(index, bool) or not hasattr(index, "__index__"):
+            raise TypeError(
+                f"data set indices must be integers, got {describe(index)}; use select() "
+                "for several samples"
+            )
+        position = operator.index(index)
+        n = len(self)
+        if not -n <= position < n:
+            raise IndexError(f"index {position} is out of range for a data set of {n} samples")
+        position %= n
+        image = self.images[position : position + 1]
+        return self.normalize(image)[0], int(self.targets[position])
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """Turn a ``uint8`` batch ``(B, C, H, W)`` into normalized ``float32``.
@@ -227,7 +280,7 @@ def _check_stats(
         raise ConfigurationError("pass both mean and std, or neither")
     if mean is None or std is None:
         return None, None
-    mean_l, std_l = [float(m) for m in mean], [float(s) for s in std]
+    mean_l, std_l = float_values(mean, "mean"), float_values(std, "std")
     if len(mean_l) == 1 and channels > 1:
         mean_l, std_l = mean_l * channels, std_l * channels
     if len(mean_l) != channels or len(std_l) != channels:
@@ -235,18 +288,144 @@ def _check_stats(
             f"expected {channels} per-channel mean and std values, got {len(mean_l)} and "
             f"{len(std_l)}"
         )
-    if any(s <= 0 for s in std_l):
-        raise ConfigurationError(f"std values must be positive, got {std_l}")
+    check_normalization(mean_l, std_l)
     return mean_l, std_l
+
+
+def check_normalization(mean: list[float], std: list[float]) -> None:
+    """Refuse statistics that would not map pixels in ``[0, 1]`` to finite ``float32``."""
+    if any(s <= 0 for s in std):
+        raise ConfigurationError(f"std values must be positive, got {std}")
+    edges = torch.tensor([[0.0], [1.0]])
+    normalized = (edges - torch.tensor(mean)) / torch.tensor(std)
+    if not bool(torch.isfinite(normalized).all()):
+        raise ConfigurationError(
+            f"mean {mean} and std {std} turn pixels in [0, 1] into infinite float32 values: "
+            "std is too small or mean too large; use the statistics of the pixels scaled to "
+            "[0, 1] (compute_mean_std gives them)"
+        )
+
+
+def _check_images(images: Any) -> None:
+    if not isinstance(images, torch.Tensor):
+        hint = ": convert it with torch.from_numpy(array)" if hasattr(images, "__array__") else ""
+        raise DataError(
+            f"images must be a uint8 torch.Tensor of shape (N, C, H, W), got a "
+            f"{type(images).__name__}{hint}"
+        )
+    if images.dtype != torch.uint8 or images.dim() != 4:
+        raise DataError(
+            f"images must be a uint8 tensor of shape (N, C, H, W), got {images.dtype} "
+            f"of shape {tuple(images.shape)}"
+        )
+    if min(images.shape[1:]) < 1:
+        raise DataError(
+            f"images must have at least one channel, row and column, got shape "
+            f"{tuple(images.shape)} (N, C, H, W): check how the array was reshaped"
+        )
+
+
+def check_classes(classes: Any, *, error: type[VisionKitError] = DataError) -> list[str]:
+    """The class names as a list of unique strings, or a clear error."""
+    if isinstance(classes, (str, bytes)) or not isinstance(classes, Sequence):
+        raise error(
+            f"classes must be a list of class names (strings), got {describe(classes)}"
+            + (f": pass [{classes!r}] for one class" if isinstance(classes, str) else "")
+        )
+    names = list(classes)
+    wrong = [(i, c) for i, c in enumerate(names) if not isinstance(c, str)]
+    if wrong:
+        i, c = wrong[0]
+        raise error(
+            f"class names must be strings, got {describe(c)} at index {i}: pass "
+            "[str(c) for c in classes]"
+        )
+    repeated = sorted(name for name, n in Counter(names).items() if n > 1)
+    if repeated:
+        raise error(
+            f"class names must be unique, but {repeated} occur more than once: each label "
+            "needs its own name"
+        )
+    return names
+
+
+def _label_tensor(targets: Any) -> torch.Tensor:
+    """Labels as ``int64``; floats only when they hold whole numbers, never truncated."""
+    try:
+        tensor = torch.as_tensor(targets)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise DataError(
+            f"targets must be integer labels (a tensor, array or list), got "
+            f"{describe(targets)}: {error}"
+        ) from None
+    if tensor.is_complex():
+        raise DataError(f"targets must be integer labels, got complex values ({tensor.dtype})")
+    if tensor.is_floating_point():
+        bad = ~torch.isfinite(tensor) | (tensor != tensor.round())
+        if bool(bad.any()):
+            first = tensor[bad].flatten()[0].item()
+            raise DataError(
+                f"targets must be whole-number labels, got {first} ({tensor.dtype}): labels "
+                "are not truncated; check the label file, or convert with .round().long()"
+            )
+    return tensor.to(torch.long)
+
+
+def _index_tensor(indices: Any) -> torch.Tensor:
+    try:
+        index = torch.as_tensor(indices)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise ConfigurationError(
+            f"indices must be a list or tensor of integers, got {describe(indices)}: {error}"
+        ) from None
+    if index.numel() == 0:
+        return index.reshape(0).to(torch.long)
+    if index.dtype == torch.bool:
+        raise ConfigurationError(
+            "indices must be integers, got a boolean mask: pass torch.nonzero(mask).flatten()"
+        )
+    if index.is_floating_point() or index.is_complex():
+        raise ConfigurationError(
+            f"indices must be integers, got {index.dtype} values: floats are not truncated; "
+            "pass integer positions"
+        )
+    if index.dim() != 1:
+        raise ConfigurationError(
+            f"indices must be one-dimensional, got shape {tuple(index.shape)}: flatten them"
+        )
+    return index.to(torch.long)
 
 
 def normalization(normalize: Stats) -> tuple[list[float] | None, list[float] | None]:
     """Turn a factory's ``normalize=(mean, std)`` into per-channel lists (or ``None``)."""
     if normalize is None:
         return None, None
+    if isinstance(normalize, (str, bytes)) or not isinstance(normalize, Sequence):
+        raise ConfigurationError(
+            f"normalize must be a (mean, std) pair or None, got {describe(normalize)}"
+        )
+    if len(normalize) != 2:
+        raise ConfigurationError(
+            f"normalize must be a (mean, std) pair, got {len(normalize)} values "
+            f"{tuple(normalize)!r:.80}: e.g. normalize=((0.1307,), (0.3081,))"
+        )
     mean, std = normalize
-    return _floats(mean), _floats(std)
+    return float_values(mean, "mean"), float_values(std, "std")
 
 
-def _floats(value: float | Sequence[float]) -> list[float]:
-    return [float(value)] if isinstance(value, (int, float)) else [float(x) for x in value]
+def float_values(value: Any, name: str) -> list[float]:
+    """``value``, one finite number or a sequence of them, as a list of floats (or an error)."""
+    expected = f"{name} must be a number or a sequence of numbers (one per channel)"
+    items: list[Any]
+    if isinstance(value, numbers.Real):
+        items = [value]
+    elif isinstance(value, (str, bytes)):
+        raise ConfigurationError(f"{expected}, got {describe(value)}")
+    else:
+        try:
+            items = [x.item() if isinstance(x, torch.Tensor) else x for x in value]
+        except (TypeError, ValueError, RuntimeError):
+            raise ConfigurationError(f"{expected}, got {describe(value)}") from None
+    if not items:
+        raise ConfigurationError(f"{name} is empty: give one value per channel")
+    return [check_number(f"{name}[{i}]", x) for i, x in enumerate(items)]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import math
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from visionkit._checks import check_path
 from visionkit.exceptions import DataError
 
 __all__ = ["read_idx"]
@@ -22,6 +24,7 @@ _DTYPES: dict[int, tuple[str, int]] = {
     0x0E: (">f8", 8),
 }
 _GZIP_MAGIC = b"\x1f\x8b"
+_MAX_DIMS = 32  # NumPy's limit (64 since NumPy 2); MNIST files have 1 or 3
 
 
 def read_idx(path: str | os.PathLike[str]) -> torch.Tensor:
@@ -31,8 +34,8 @@ def read_idx(path: str | os.PathLike[str]) -> torch.Tensor:
     dimension as a big-endian ``uint32``; the data follow, big-endian.
 
     Raises:
-        DataError: if the file is missing, is not IDX, or is shorter or longer than its
-            header says; the message names the file.
+        DataError: if the file is missing, is not IDX, announces more than 32 dimensions,
+            or is shorter or longer than its header says; the message names the file.
 
     Example:
         >>> import tempfile, pathlib
@@ -41,7 +44,7 @@ def read_idx(path: str | os.PathLike[str]) -> torch.Tensor:
         >>> read_idx(p).tolist()
         [7, 2, 1]
     """
-    path = Path(path)
+    path = check_path("path", path)
     raw = _read_bytes(path)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
         raise DataError(
@@ -50,11 +53,16 @@ def read_idx(path: str | os.PathLike[str]) -> torch.Tensor:
         )
     dtype, itemsize = _DTYPES[raw[2]]
     ndim = raw[3]
+    if ndim > _MAX_DIMS:
+        raise DataError(
+            f"{path} announces {ndim} dimensions in its IDX header, more than the {_MAX_DIMS} "
+            "an array can have: the file is damaged or not IDX; re-download it"
+        )
     header_end = 4 + 4 * ndim
     if len(raw) < header_end:
         raise DataError(f"{path} is truncated inside its IDX header ({len(raw)} bytes)")
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = header_end + itemsize * int(np.prod(shape, dtype=np.int64))
+    expected = header_end + itemsize * math.prod(shape)  # Python ints: no overflow
     if len(raw) != expected:
         problem = "truncated" if len(raw) < expected else "longer than its header says"
         raise DataError(

@@ -12,8 +12,9 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from visionkit._checks import check_bool, check_int, check_seed, describe
 from visionkit.data._datasets import TensorImageDataset
-from visionkit.exceptions import ConfigurationError
+from visionkit.exceptions import ConfigurationError, DataError
 
 __all__ = [
     "BatchAugment",
@@ -75,13 +76,17 @@ class BatchAugment:
     """
 
     def __init__(self, *, crop_padding: int = 4, flip: bool = True) -> None:
-        if crop_padding < 0:
-            raise ConfigurationError(f"crop_padding must be >= 0, got {crop_padding}")
-        self.crop_padding = crop_padding
-        self.flip = flip
+        self.crop_padding = check_int("crop_padding", crop_padding, least=0)
+        self.flip = check_bool("flip", flip)
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Augment a batch ``(B, C, H, W)``, drawing random numbers from ``generator``."""
+        if not isinstance(images, torch.Tensor) or images.dim() != 4:
+            shape = tuple(images.shape) if isinstance(images, torch.Tensor) else None
+            raise DataError(
+                f"BatchAugment expects a batch tensor of shape (B, C, H, W), got "
+                f"{describe(images) if shape is None else f'shape {shape}'}"
+            )
         b, c, h, w = images.shape
         if self.crop_padding:
             p = self.crop_padding
@@ -135,14 +140,19 @@ class InMemoryLoader:
         world_size: int = 1,
     ) -> None:
         _check_batch_size(batch_size)
+        if not isinstance(dataset, TensorImageDataset):
+            raise ConfigurationError(
+                f"InMemoryLoader needs a TensorImageDataset, got {describe(dataset)}: use "
+                "make_loader() for other data sets"
+            )
         self.dataset = dataset
         self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.seed = seed
+        self.shuffle = check_bool("shuffle", shuffle)
+        self.seed = check_seed("seed", seed)
         self.device = torch.device(device) if device is not None else dataset.images.device
-        self.augment = dataset.augment if augment else None
-        self.drop_last = drop_last
-        self.rank, self.world_size = rank, world_size
+        self.augment = dataset.augment if check_bool("augment", augment) else None
+        self.drop_last = check_bool("drop_last", drop_last)
+        self.rank, self.world_size = _check_shard(rank, world_size)
         self.epoch = 0
         self._skip = 0
         self._pin = self.device.type == "cuda" and dataset.images.device.type == "cpu"
@@ -192,8 +202,9 @@ class SeededSampler(Sampler[int]):
     def __init__(
         self, n: int, *, shuffle: bool = True, seed: int = 0, rank: int = 0, world_size: int = 1
     ) -> None:
-        self.n, self.shuffle, self.seed = n, shuffle, seed
-        self.rank, self.world_size = rank, world_size
+        self.n = check_int("n", n, least=0)
+        self.shuffle, self.seed = check_bool("shuffle", shuffle), check_seed("seed", seed)
+        self.rank, self.world_size = _check_shard(rank, world_size)
         self.epoch = 0
         self.start = 0
 
@@ -279,6 +290,9 @@ def make_loader(
             world_size=world_size,
         )
     _check_batch_size(batch_size)
+    num_workers = check_int("num_workers", num_workers, least=0)
+    seed = check_seed("seed", seed)
+    drop_last = check_bool("drop_last", drop_last)
     if not isinstance(data, Sized):
         raise ConfigurationError(
             f"expected a Dataset with a length or a DataLoader, got {type(data).__name__}: "
@@ -306,6 +320,12 @@ def _seed_worker(worker_id: int) -> None:
     random.seed(worker_seed)
 
 
+def _check_shard(rank: int, world_size: int) -> tuple[int, int]:
+    world_size = check_int("world_size", world_size, least=1)
+    rank = check_int("rank", rank, least=0, most=world_size - 1)
+    return rank, world_size
+
+
 def _check_batch_size(batch_size: int) -> None:
-    if not isinstance(batch_size, int) or batch_size < 1:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigurationError(f"batch_size must be a positive integer, got {batch_size!r}")

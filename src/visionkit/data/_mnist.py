@@ -8,9 +8,10 @@ from pathlib import Path
 
 import torch
 
+from visionkit._checks import check_bool, check_path
 from visionkit.data._datasets import Stats, TensorImageDataset, normalization
 from visionkit.data._idx import read_idx
-from visionkit.data._splits import DataSplits, in_memory_splits
+from visionkit.data._splits import DataSplits, in_memory_splits, split_indices
 from visionkit.exceptions import DataError
 
 __all__ = ["FASHION_MNIST_CLASSES", "MNIST_CLASSES", "fashion_mnist", "mnist", "mnist_sample"]
@@ -58,7 +59,11 @@ def mnist(
         download: Download the files with torchvision (checksums verified) if missing.
 
     Raises:
-        DataError: if a file is missing or damaged; the message names it.
+        DataError: if a file is missing or damaged, holds no images, labels that are not
+            integers, or training and test images of different sizes; the message names it.
+        ConfigurationError: if ``val_fraction`` is not in ``[0, 1)``, ``seed`` is not an
+            integer, ``normalize`` is not ``(mean, std)`` with finite values and positive
+            ``std``, or ``root`` is not a path.
     """
     return _idx_splits(root, "MNIST", MNIST_CLASSES, val_fraction, seed, normalize, download)
 
@@ -91,6 +96,7 @@ def mnist_sample(
         >>> len(data.train), len(data.val), len(data.test)
         (3200, 800, 1000)
     """
+    split_indices(0, val_fraction, seed=seed)  # check the split arguments before reading
     package = resources.files("visionkit.data") / "_sample"
     with resources.as_file(package) as folder:
         images = read_idx(folder / "mnist-sample-images-idx3-ubyte.gz")
@@ -109,26 +115,54 @@ def _idx_splits(
     normalize: Stats,
     download: bool,
 ) -> DataSplits:
-    root = Path(root)
-    if download:
+    root = check_path("root", root)
+    split_indices(0, val_fraction, seed=seed)  # check the split arguments before any reading
+    normalization(normalize)
+    if check_bool("download", download):
         _download(root, folder)
     location = _locate(root, folder)
+    files = {split: (_pick(location, i), _pick(location, lb)) for split, (i, lb) in _FILES.items()}
     loaded = {
-        split: _dataset(
-            read_idx(_pick(location, images)), read_idx(_pick(location, labels)), classes, normalize
-        )
-        for split, (images, labels) in _FILES.items()
+        split: _dataset(read_idx(paths[0]), read_idx(paths[1]), classes, normalize, files=paths)
+        for split, paths in files.items()
     }
-    return in_memory_splits(loaded["train"], loaded["test"], val_fraction=val_fraction, seed=seed)
+    train, test = loaded["train"], loaded["test"]
+    if train.image_shape != test.image_shape:
+        raise DataError(
+            f"the training images in {location} are {_shape(train.image_shape)} but the test "
+            f"images {_shape(test.image_shape)}: the files come from different data sets; "
+            "download the complete data set again (download=True)"
+        )
+    return in_memory_splits(train, test, val_fraction=val_fraction, seed=seed)
+
+
+def _shape(shape: tuple[int, int, int]) -> str:
+    return "x".join(map(str, shape[1:]))
 
 
 def _dataset(
-    images: torch.Tensor, labels: torch.Tensor, classes: list[str], normalize: Stats
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    classes: list[str],
+    normalize: Stats,
+    *,
+    files: tuple[Path | str, Path | str] = ("the sample images", "the sample labels"),
 ) -> TensorImageDataset:
+    images_file, labels_file = files
     if images.dim() != 3 or images.dtype != torch.uint8:
         raise DataError(
             f"expected MNIST images as uint8 of shape (N, 28, 28), got {images.dtype} "
             f"{tuple(images.shape)}"
+        )
+    if images.shape[0] == 0 or min(images.shape[1:]) < 1:
+        raise DataError(
+            f"{images_file} holds no images (shape {tuple(images.shape)}): the file is damaged or "
+            "incomplete; download the data set again (download=True)"
+        )
+    if labels.dim() != 1 or labels.is_floating_point() or labels.dtype == torch.bool:
+        raise DataError(
+            f"expected {labels_file} to hold one integer label per image, got {labels.dtype} "
+            f"of shape {tuple(labels.shape)}: the label file is not an MNIST label file"
         )
     if labels.shape != images.shape[:1]:
         raise DataError(
@@ -169,5 +203,11 @@ def _download(root: Path, folder: str) -> None:  # pragma: no cover - needs the 
     from torchvision import datasets
 
     cls = {"MNIST": datasets.MNIST, "FashionMNIST": datasets.FashionMNIST}[folder]
-    for train in (True, False):
-        cls(str(root), train=train, download=True)
+    try:
+        for train in (True, False):
+            cls(str(root), train=train, download=True)
+    except (RuntimeError, OSError) as error:  # torchvision reports failed mirrors so
+        raise DataError(
+            f"cannot download {folder} into {root}: {error}. Without network access, copy "
+            "the four files there by hand and call again with download=False"
+        ) from error

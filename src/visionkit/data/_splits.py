@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 
+from visionkit._checks import check_fraction, check_int, check_seed, describe
 from visionkit.data._datasets import ClassificationDataset, TensorImageDataset
 from visionkit.exceptions import ConfigurationError
 
@@ -25,13 +27,19 @@ def split_indices(
     Returns:
         ``(train_indices, val_indices)``, disjoint, together covering ``range(n)``.
 
+    Raises:
+        ConfigurationError: if ``n`` is not an integer >= 0, ``val_fraction`` is not a
+            number in ``[0, 1)`` (``nan``, ``inf``, ``True`` and strings are refused), or
+            ``seed`` is not an integer that ``torch.manual_seed`` accepts.
+
     Example:
         >>> train, val = split_indices(10, 0.2, seed=0)
         >>> len(train), len(val), sorted(train.tolist() + val.tolist()) == list(range(10))
         (8, 2, True)
     """
-    if not 0.0 <= val_fraction < 1.0:
-        raise ConfigurationError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    n = check_int("the number of samples", n, least=0)
+    val_fraction = check_fraction("val_fraction", val_fraction)
+    seed = check_seed("seed", seed)
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(n, generator=generator)
     n_val = int(val_fraction * n)
@@ -95,6 +103,8 @@ def _permute_rows_(tensor: torch.Tensor, order: torch.Tensor, block: int = 4096)
     left, and ``where`` / ``holder`` track which original row sits where.
     """
     n = tensor.shape[0]
+    if n == 0:  # nothing to move (and view(0, -1) would be ambiguous)
+        return
     if not tensor.is_contiguous():
         tensor.copy_(tensor[order])
         return
@@ -155,15 +165,26 @@ class DataSplits:
         named = {"train": self.train, "val": self.val, "test": self.test}
         return {name: ds for name, ds in named.items() if ds is not None}
 
-    def subset(self, classes: Sequence[str | int]) -> DataSplits:
+    def subset(self, classes: Sequence[str | int] | Mapping[str | int, int]) -> DataSplits:
         """Keep only ``classes`` (names or labels) and renumber them ``0, 1, ...`` in that order.
 
         W3 keeps airplane and bird of CIFAR-10: ``subset(["airplane", "bird"])`` maps label
         0 to 0 and 2 to 1, and the class names become ``["airplane", "bird"]``.
+
+        A mapping gives the new labels explicitly: ``subset({"bird": 1, "airplane": 0})`` is
+        the same subset. Its new labels must be ``0, 1, ..., k-1``, each used once.
+
+        Raises:
+            ConfigurationError: if ``classes`` is empty, a plain string (pass a list), names
+                an unknown class or a label out of range, repeats a class, holds something
+                that is neither a name nor an integer label, or (a mapping) its new labels
+                are not ``0..k-1`` each once.
         """
-        old_labels = [self._label_of(c) for c in classes]
+        old_labels = self._old_labels(classes)
         if len(set(old_labels)) != len(old_labels):
-            raise ConfigurationError(f"classes must not repeat, got {list(classes)}")
+            raise ConfigurationError(
+                f"classes must not repeat, got {list(classes)}: name each class once"
+            )
         label_map = {old: new for new, old in enumerate(old_labels)}
         names = [self.classes[old] for old in old_labels]
         relabelled = {k: ds.relabel(label_map, names) for k, ds in self.splits().items()}
@@ -183,9 +204,15 @@ class DataSplits:
         """Normalize every split with the given per-channel ``mean`` and ``std``.
 
         Works on in-memory data sets (MNIST, Fashion-MNIST, CIFAR-10); for file-based data
-        sets pass the normalization in their transforms instead.
+        sets pass the normalization in their transforms instead. One value (or a single
+        number) is used for every channel; :attr:`mean` and :attr:`std` then hold it per
+        channel.
+
+        Raises:
+            ConfigurationError: if a split is not in memory, or the statistics are not
+                finite numbers, one per channel, with positive ``std``.
         """
-        updated: dict[str, ClassificationDataset] = {}
+        updated: dict[str, TensorImageDataset] = {}
         for name, ds in self.splits().items():
             if not isinstance(ds, TensorImageDataset):
                 raise ConfigurationError(
@@ -193,28 +220,57 @@ class DataSplits:
                     "from its transform: build it with a transform that ends in Normalize"
                 )
             updated[name] = ds.with_normalization(mean, std)
+        train = updated["train"]
         return replace(
             self,
-            train=updated["train"],
+            train=train,
             val=updated.get("val"),
             test=updated.get("test"),
-            mean=tuple(float(m) for m in mean),
-            std=tuple(float(s) for s in std),
+            mean=tuple(train.mean) if train.mean else None,
+            std=tuple(train.std) if train.std else None,
         )
 
-    def _label_of(self, name_or_label: str | int) -> int:
-        if isinstance(name_or_label, int):
-            if not 0 <= name_or_label < self.num_classes:
-                raise ConfigurationError(
-                    f"label {name_or_label} is outside 0..{self.num_classes - 1}"
-                )
-            return name_or_label
-        try:
-            return self.classes.index(name_or_label)
-        except ValueError:
+    def _old_labels(self, classes: Sequence[str | int] | Mapping[str | int, int]) -> list[int]:
+        """The current labels of ``classes``, in the order of their new labels."""
+        if isinstance(classes, (str, bytes)):
             raise ConfigurationError(
-                f"no class named {name_or_label!r}; the classes are {self.classes}"
-            ) from None
+                f"classes must be a list of class names or labels, got the string {classes!r}: "
+                f"pass [{classes!r}] to keep that one class"
+            )
+        if not isinstance(classes, (Sequence, Mapping)):
+            raise ConfigurationError(
+                "classes must be a list of class names or labels (or a mapping to new labels), "
+                f"got {describe(classes)}"
+            )
+        if not classes:
+            raise ConfigurationError(
+                f"classes is empty: name at least one of the classes {self.classes} to keep"
+            )
+        if isinstance(classes, Sequence):
+            return [self._label_of(c) for c in classes]
+        new_labels = [check_int(f"the new label of {key!r}", v) for key, v in classes.items()]
+        if sorted(new_labels) != list(range(len(classes))):
+            raise ConfigurationError(
+                f"the new labels of a class mapping must be 0..{len(classes) - 1}, each once, "
+                f"got {dict(classes)}; to keep classes in a given order pass a list instead"
+            )
+        order = sorted(zip(new_labels, classes, strict=True))
+        return [self._label_of(key) for _, key in order]
+
+    def _label_of(self, name_or_label: Any) -> int:
+        if isinstance(name_or_label, str):
+            try:
+                return self.classes.index(name_or_label)
+            except ValueError:
+                raise ConfigurationError(
+                    f"no class named {name_or_label!r}; the classes are {self.classes}"
+                ) from None
+        if isinstance(name_or_label, bool) or not hasattr(name_or_label, "__index__"):
+            raise ConfigurationError(
+                f"expected a class name (str) or an integer label, got {describe(name_or_label)};"
+                f" the classes are {self.classes}"
+            )
+        return check_int("label", name_or_label, least=0, most=self.num_classes - 1)
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{k}={len(v)}" for k, v in self.splits().items())

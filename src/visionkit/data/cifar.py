@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from visionkit.data._archives import extract_tar
 from visionkit.data._datasets import Stats, TensorImageDataset, normalization
 from visionkit.data._splits import DataSplits, in_memory_splits
 from visionkit.exceptions import DataError
@@ -34,6 +35,9 @@ _FOLDER = "cifar-10-batches-py"
 _TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
 _TEST = "test_batch"
 _META = "batches.meta"
+_ARCHIVE = "cifar-10-python.tar.gz"
+_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+_MD5 = "c58f30108f718f92721af3b95e74349a"
 
 
 def _numpy_reconstruct() -> Any:
@@ -193,26 +197,38 @@ def cifar10(
 
     Reads the python pickle batches ``data_batch_1`` .. ``data_batch_5``, ``test_batch``
     and ``batches.meta`` from ``root/cifar-10-batches-py/`` (where torchvision downloads
-    them) or straight from ``root``. CIFAR-10 ships no validation set, so ``val_fraction``
-    of the 50,000 training images (5,000 by default, as in most CIFAR recipes) is held out
-    with a split seeded by ``seed``. The class names come from ``batches.meta`` when it is
-    there. W3 keeps two classes with ``cifar10(root).subset(["airplane", "bird"])``.
+    them) or straight from ``root``. When neither holds them but ``root`` holds the official
+    archive ``cifar-10-python.tar.gz`` (copied there for an offline machine, or downloaded
+    with ``download=True``), the archive is extracted into ``root`` first, safely: every
+    member is checked before anything is written (see the data guide), and an interrupted
+    extraction leaves no half folder behind. CIFAR-10 ships no validation set, so
+    ``val_fraction`` of the 50,000 training images (5,000 by default, as in most CIFAR
+    recipes) is held out with a split seeded by ``seed``. The class names come from
+    ``batches.meta`` when it is there. W3 keeps two classes with
+    ``cifar10(root).subset(["airplane", "bird"])``.
 
     Args:
-        root: Folder holding the batches, or where to download them.
+        root: Folder holding the batches or the archive, or where to download it.
         val_fraction: Share of the training images held out for validation.
         seed: Seed of the validation split.
         normalize: ``(mean, std)`` per channel, e.g. from
             :func:`~visionkit.data.compute_mean_std`; ``None`` keeps pixels in ``[0, 1]``.
-        download: Download and verify the archive with torchvision if it is missing.
+        download: If no batches are found, download the archive (or keep the one in
+            ``root`` if its MD5 checksum is right) and extract it.
 
     Raises:
-        DataError: if a batch file is missing or damaged; the message names it.
+        DataError: if a batch file is missing or damaged, or the archive is damaged or
+            holds a member that could write outside ``root``; the message names it.
     """
     root = Path(root)
-    if download:
-        _download(root)
-    folder = _locate(root)
+    folder = _find(root)
+    if folder is None:
+        archive = root / _ARCHIVE
+        if download:  # also checks the MD5 of an archive already there, fetches a bad one again
+            _download(root)
+        if archive.is_file():
+            extract_tar(archive, root)
+        folder = _locate(root, archive if archive.is_file() else None)
     classes = _classes(folder)
     mean, std = normalization(normalize)
     parts = [read_cifar_batch(folder / name, num_classes=len(classes)) for name in _TRAIN]
@@ -229,14 +245,28 @@ def cifar10(
     return in_memory_splits(train_files, test, val_fraction=val_fraction, seed=seed)
 
 
-def _locate(root: Path) -> Path:
+def _find(root: Path) -> Path | None:
     for candidate in (root / _FOLDER, root):
         if any((candidate / name).is_file() for name in [*_TRAIN, _TEST]):
             return candidate
+    return None
+
+
+def _locate(root: Path, archive: Path | None) -> Path:
+    folder = _find(root)
+    if folder is not None:
+        return folder
+    if archive is not None:
+        raise DataError(
+            f"{archive} was extracted but holds no CIFAR-10 batches: expected "
+            f"{_FOLDER}/{_TRAIN[0]} and the other batch files in it. It is not the CIFAR-10 "
+            f"python archive: delete it and download {_URL}"
+        )
     raise DataError(
         f"no CIFAR-10 batches found in {root / _FOLDER} or {root}: expected "
-        f"{', '.join(_TRAIN)}, {_TEST} and {_META}. Pass download=True to fetch them, or "
-        "point root at the folder that holds them"
+        f"{', '.join(_TRAIN)}, {_TEST} and {_META}. Pass download=True to fetch them, copy "
+        f"the archive {_ARCHIVE} into {root} (it is extracted for you), or point root at "
+        "the folder that holds the batches"
     )
 
 
@@ -246,6 +276,6 @@ def _classes(folder: Path) -> list[str]:
 
 
 def _download(root: Path) -> None:  # pragma: no cover - needs the network
-    from torchvision import datasets
+    from torchvision.datasets.utils import download_url
 
-    datasets.CIFAR10(str(root), train=True, download=True)
+    download_url(_URL, str(root), filename=_ARCHIVE, md5=_MD5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -435,10 +436,9 @@ def _file_problem(path: Path, verify: bool) -> str | None:
             f"{', '.join(IMAGE_EXTENSIONS)}): move it out of the class folder"
         )
     try:
-        if path.stat().st_size == 0:
+        if path.is_file() and path.stat().st_size == 0:
             return f"{path} is empty (0 bytes): replace it with the original image or delete it"
-        with Image.open(path) as image:
-            _check_size(image, path)
+        with _open_image(path) as image:
             if verify:
                 if image.format == "JPEG" and min(image.size) >= 64:
                     # Decode at 1/8 scale: faster, and it still reads every byte.
@@ -447,41 +447,64 @@ def _file_problem(path: Path, verify: bool) -> str | None:
     except DataError as error:
         return str(error)
     except Exception as error:  # Pillow decoders raise many types; report them alike
-        return _describe_failure(path, error)
+        return f"{path} {_failure(error)}"
     return None
 
 
-def _check_size(image: Image.Image, path: Path) -> None:
+def _open_image(path: Path) -> Image.Image:
+    """``Image.open`` (which reads only the header), refusing decompression bombs.
+
+    Pillow only warns about images between ``PIL.Image.MAX_IMAGE_PIXELS`` and twice that,
+    and decodes them; visionkit refuses every image over the limit, before decoding it.
+    """
+    if not path.is_file() and path.exists():  # a FIFO or a device would block or never end
+        raise DataError(
+            f"{path} is not a regular file (a folder, device or FIFO): pass an image file"
+        )
+    try:
+        image = Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        # The warning arrives as an exception only when warnings are turned into errors.
+        found = re.search(r"\((\d+) pixels\)", str(error))
+        raise DataError(
+            _bomb_message(path, "huge", int(found.group(1)) if found else None)
+        ) from None
     limit = Image.MAX_IMAGE_PIXELS
     if limit is not None and image.width * image.height > limit:
-        raise DataError(_bomb_message(path, f"{image.width}x{image.height}", limit))
+        image.close()
+        size = f"{image.width}x{image.height}"
+        raise DataError(_bomb_message(path, size, image.width * image.height))
+    return image
 
 
-def _bomb_message(path: Path, size: str, limit: int | None) -> str:
+def _bomb_message(path: Path, size: str, pixels: int | None) -> str:
+    limit = Image.MAX_IMAGE_PIXELS
+    count = f"{pixels} pixels" if pixels else "more than twice the limit"
+    raise_to = pixels or "None"
     return (
         f"{path} is a {size} image, over Pillow's decompression-bomb limit of {limit} pixels "
-        "(PIL.Image.MAX_IMAGE_PIXELS): shrink it, or raise that limit if you trust the file"
+        f"(PIL.Image.MAX_IMAGE_PIXELS): at {count}, decoding it could exhaust the memory, so "
+        "it was refused without being decoded. Shrink it, or if you trust the file, raise "
+        f"the limit first: PIL.Image.MAX_IMAGE_PIXELS = {raise_to}"
     )
 
 
-def _describe_failure(path: Path, error: Exception) -> str:
-    if isinstance(error, Image.DecompressionBombError):
-        return _bomb_message(path, "huge", Image.MAX_IMAGE_PIXELS)
+def _failure(error: Exception) -> str:
+    """Why Pillow could not read an image, as the rest of a sentence naming the file."""
     if isinstance(error, UnidentifiedImageError):
         return (
-            f"{path} is not an image Pillow can read (corrupt, or another kind of file with an "
-            "image extension): replace it with the original image or delete it"
+            "is not an image Pillow can read (corrupt, or another kind of file with an image "
+            "extension): replace it with the original image or delete it"
         )
     return (
-        f"{path} is a corrupt or truncated image ({type(error).__name__}: {error}): replace it "
-        "with the original image or delete it"
+        f"is a corrupt or truncated image ({type(error).__name__}: {error}): replace it with "
+        "the original image or delete it"
     )
 
 
 def _load(path: Path, mode: str) -> Image.Image:
     try:
-        with Image.open(path) as image:
-            _check_size(image, path)
+        with _open_image(path) as image:
             if image.mode == "P" and "transparency" in image.info:
                 image = image.convert("RGBA")  # as Pillow advises for transparent palettes
             converted: Image.Image = image.convert(mode)
@@ -491,7 +514,7 @@ def _load(path: Path, mode: str) -> Image.Image:
     except FileNotFoundError:
         raise DataError(f"image file {path} disappeared after the data set was built") from None
     except Exception as error:  # name the file, not just a bare Pillow error
-        raise DataError(_describe_failure(path, error)) from error
+        raise DataError(f"{path} {_failure(error)}") from error
 
 
 def _display_names(

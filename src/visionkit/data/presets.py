@@ -21,11 +21,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torchvision.transforms import v2
 
+from visionkit._checks import check_int, check_number, describe
+from visionkit.data._datasets import check_normalization, float_values
 from visionkit.data._loaders import BatchAugment
-from visionkit.exceptions import ConfigurationError
+from visionkit.exceptions import ConfigurationError, DataError
 
 if TYPE_CHECKING:
     from visionkit.predict.checkpoint import Preprocess
@@ -89,21 +92,70 @@ class ToFloatTensor:
     """
 
     def __call__(self, image: Any) -> torch.Tensor:
-        """Convert one image (``H x W x C`` arrays, ``C x H x W`` tensors, PIL images)."""
-        tensor: torch.Tensor = v2.functional.to_image(image).as_subclass(torch.Tensor)
+        """Convert one image (``H x W x C`` arrays, ``C x H x W`` tensors, PIL images).
+
+        Raises:
+            DataError: if the image is not a PIL image, array or tensor, has too few
+                dimensions (or an array more than 3), or holds integers other than
+                ``uint8`` (16-bit or ``int32`` pixels divided by 255 would leave ``[0, 1]``:
+                convert such images first).
+        """
+        flat = isinstance(image, torch.Tensor) and image.ndim < 2
+        if flat or (isinstance(image, np.ndarray) and image.ndim not in (2, 3)):
+            raise DataError(
+                f"expected an image of 2 or 3 dimensions (an H x W (x C) array or a "
+                f"(... x) C x H x W tensor), got shape {tuple(image.shape)}"
+            )
+        try:
+            tensor: torch.Tensor = v2.functional.to_image(image).as_subclass(torch.Tensor)
+        except TypeError as error:
+            raise DataError(
+                f"cannot convert {describe(image)} to an image tensor: {error}"
+            ) from None
         if tensor.is_floating_point():
             return tensor
+        if tensor.dtype != torch.uint8:
+            raise DataError(
+                f"ToFloatTensor scales uint8 pixels (0..255) to [0, 1], got {tensor.dtype} "
+                "pixels: convert the image to 8 bits first (PIL: image.convert('L') or "
+                "image.convert('RGB')), or to float in [0, 1]"
+            )
         return tensor.float().div_(255)
 
     def __repr__(self) -> str:
         return "ToFloatTensor()"
 
 
-def _tail(mean: Stats | None, std: Stats | None) -> list[Any]:
+def _tail(mean: Stats | float | None, std: Stats | float | None, channels: int) -> list[Any]:
     steps: list[Any] = [ToFloatTensor()]
+    if (mean is None) != (std is None):
+        raise ConfigurationError(
+            "pass both mean and std (to normalize), or mean=None and std=None (to keep "
+            f"pixels in [0, 1]); got mean={mean!r} and std={std!r}"
+        )
     if mean is not None and std is not None:
-        steps.append(v2.Normalize(list(mean), list(std)))
+        mean_l, std_l = float_values(mean, "mean"), float_values(std, "std")
+        if len(mean_l) != len(std_l) or len(mean_l) not in (1, channels):
+            raise ConfigurationError(
+                f"expected {'1' if channels == 1 else f'1 or {channels}'} values of mean and "
+                "of std (one per channel), got "
+                f"{len(mean_l)} and {len(std_l)}: with more values than the image has "
+                "channels, Normalize would invent channels"
+            )
+        check_normalization(mean_l, std_l)
+        steps.append(v2.Normalize(mean_l, std_l))
     return steps
+
+
+def _size(name: str, value: Any) -> int | list[int]:
+    """A crop or resize size: a positive int, or an ``(h, w)`` pair of them."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ConfigurationError(
+                f"{name} must be a positive integer or an (height, width) pair, got {value!r}"
+            )
+        return [check_int(f"{name}[{i}]", v, least=1) for i, v in enumerate(value)]
+    return check_int(name, value, least=1)
 
 
 def mnist_train(
@@ -114,12 +166,13 @@ def mnist_train(
     Digits are never flipped (a flipped 2 is not a 2). Pass ``mean=None, std=None`` to keep
     pixels in ``[0, 1]`` as seed 001 does.
     """
-    return v2.Compose([v2.RandomCrop(28, padding=padding), *_tail(mean, std)])
+    padding = check_int("padding", padding, least=0)
+    return v2.Compose([v2.RandomCrop(28, padding=padding), *_tail(mean, std, 1)])
 
 
 def mnist_eval(*, mean: Stats | None = MNIST_MEAN, std: Stats | None = MNIST_STD) -> v2.Compose:
     """MNIST evaluation transform: ``ToTensor`` then ``Normalize`` (seed 004's pipeline)."""
-    return v2.Compose(_tail(mean, std))
+    return v2.Compose(_tail(mean, std, 1))
 
 
 def mnist_batch_augment(*, padding: int = 2) -> BatchAugment:
@@ -131,18 +184,19 @@ def cifar_train(
     *, padding: int = 4, mean: Stats | None = CIFAR10_MEAN, std: Stats | None = CIFAR10_STD
 ) -> v2.Compose:
     """CIFAR-10 training transform: random crop with padding 4 and horizontal flip."""
+    padding = check_int("padding", padding, least=0)
     return v2.Compose(
         [
             v2.RandomCrop(32, padding=padding),
             v2.RandomHorizontalFlip(),
-            *_tail(mean, std),
+            *_tail(mean, std, 3),
         ]
     )
 
 
 def cifar_eval(*, mean: Stats | None = CIFAR10_MEAN, std: Stats | None = CIFAR10_STD) -> v2.Compose:
     """CIFAR-10 evaluation transform: ``ToTensor`` then ``Normalize``."""
-    return v2.Compose(_tail(mean, std))
+    return v2.Compose(_tail(mean, std, 3))
 
 
 def cifar_batch_augment(*, padding: int = 4) -> BatchAugment:
@@ -163,18 +217,27 @@ def imagenet_train(
     scaling to ``[0, 1]`` and ``Normalize`` with the ImageNet statistics.
 
     Args:
-        size: Side of the square crop.
-        rotation: Largest rotation in degrees; ``0`` disables it.
-        mean: Per-channel mean, ``None`` (with ``std=None``) to skip ``Normalize``.
-        std: Per-channel standard deviation.
+        size: Side of the square crop (or an ``(h, w)`` pair), at least 1.
+        rotation: Largest rotation in degrees, a finite number >= 0; ``0`` disables it.
+        mean: Per-channel mean (1 or 3 values), ``None`` (with ``std=None``) to skip
+            ``Normalize``.
+        std: Per-channel standard deviation, positive.
+
+    Raises:
+        ConfigurationError: for a size below 1, a negative or non-finite rotation, only
+            one of ``mean`` and ``std``, or statistics that are not finite numbers, one
+            or three of each, with positive ``std``. Every preset checks its arguments
+            when it is built, not at the first image.
     """
+    crop = _size("size", size)
+    rotation = check_number("rotation", rotation, least=0.0)
     rotate = [v2.RandomRotation(rotation)] if rotation else []
     return v2.Compose(
         [
             *rotate,
-            v2.RandomResizedCrop(size, antialias=True),
+            v2.RandomResizedCrop(crop, antialias=True),
             v2.RandomHorizontalFlip(),
-            *_tail(mean, std),
+            *_tail(mean, std, 3),
         ]
     )
 
@@ -191,11 +254,13 @@ def imagenet_eval(
     It is the preprocessing :class:`~visionkit.Predictor` applies for a checkpoint trained
     with it, operation for operation, so predictions match evaluation bit for bit.
     """
+    crop = _size("size", size)
+    resize = check_int("resize", resize, least=1)
     return v2.Compose(
         [
             v2.Resize(resize, antialias=True),
-            v2.CenterCrop(size),
-            *_tail(mean, std),
+            v2.CenterCrop(crop),
+            *_tail(mean, std, 3),
         ]
     )
 

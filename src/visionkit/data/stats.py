@@ -6,9 +6,11 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from visionkit._checks import check_int, describe
 from visionkit.data._datasets import TensorImageDataset
 from visionkit.exceptions import ConfigurationError, DataError
 
@@ -40,12 +42,20 @@ def compute_mean_std(
 
     Args:
         data: A data set of ``(image, label)`` pairs with ``C x H x W`` tensor images, or a
-            tensor of images ``N x C x H x W`` (``uint8`` in 0..255, or float).
+            tensor (or NumPy array) of images ``N x C x H x W`` (``uint8`` in 0..255, or
+            float).
         batch_size: Images read at a time.
         num_workers: ``DataLoader`` workers for data sets that decode files.
 
     Returns:
         ``(mean, std)``, each a tuple with one float per channel.
+
+    Raises:
+        DataError: if there is no image, an image has no pixels or no channel, images
+            have another integer dtype than ``uint8`` (their scale is unknown), or a pixel
+            is NaN or infinite.
+        ConfigurationError: if ``batch_size`` is not a positive integer or a tensor is not
+            ``N x C x H x W``.
 
     Example:
         >>> import torch
@@ -53,18 +63,40 @@ def compute_mean_std(
         >>> compute_mean_std(images)
         ((0.75,), (0.4330127018922193,))
     """
-    if batch_size < 1:
-        raise ConfigurationError(f"batch_size must be a positive integer, got {batch_size}")
+    batch_size = check_int("batch_size", batch_size, least=1)
     if isinstance(data, TensorImageDataset):
         return _uint8_stats(data.images, batch_size)
+    if isinstance(data, (np.ndarray, np.generic)):
+        try:
+            data = torch.from_numpy(np.ascontiguousarray(data))
+        except TypeError:
+            raise DataError(
+                f"expected an array of uint8 or float pixels, got dtype {np.asarray(data).dtype}"
+            ) from None
     if isinstance(data, torch.Tensor):
         if data.dim() != 4:
             raise ConfigurationError(
                 f"expected images N x C x H x W, got shape {tuple(data.shape)}"
             )
+        if min(data.shape[1:], default=0) < 1:
+            raise DataError(
+                f"images of shape {tuple(data.shape)} (N x C x H x W) have no pixels: every "
+                "image needs at least one channel, row and column"
+            )
         if data.dtype == torch.uint8:
             return _uint8_stats(data, batch_size)
+        if not data.is_floating_point():
+            raise DataError(
+                f"expected uint8 images (0..255) or float images ([0, 1]), got {data.dtype}: "
+                "convert them, e.g. images.to(torch.uint8) for 8-bit pixel values or "
+                "images.float() / 65535 for 16-bit ones"
+            )
         return _float_stats(iter(data))
+    if not (hasattr(data, "__len__") and hasattr(data, "__getitem__")):
+        raise ConfigurationError(
+            f"expected a data set of (image, label) pairs, or a tensor or array of images "
+            f"N x C x H x W, got {describe(data)}"
+        )
     loader: DataLoader[Any] = DataLoader(
         data, batch_size=batch_size, num_workers=num_workers, collate_fn=_images_only
     )
@@ -102,7 +134,19 @@ def _float_stats(images: Iterator[Any]) -> Stats:
                 f"sample {index} is a {_describe(image)}, expected a C x H x W tensor image: "
                 "give the data set a transform that ends in ToImage/ToDtype (or ToTensor)"
             )
+        if not image.is_floating_point() and image.dtype != torch.uint8:
+            raise DataError(
+                f"sample {index} is a {image.dtype} tensor: expected float pixels in [0, 1] "
+                "(give the data set a transform that ends in ToImage/ToDtype or ToTensor)"
+            )
+        if min(image.shape) < 1:
+            raise DataError(
+                f"sample {index} has no pixels (shape {tuple(image.shape)}, C x H x W): "
+                "every image needs at least one channel, row and column"
+            )
         pixels = image.detach().to("cpu", torch.float64).flatten(1)
+        if image.dtype == torch.uint8:
+            pixels = pixels / 255
         if count and pixels.shape[0] != mean.numel():
             raise DataError(
                 f"sample {index} has {pixels.shape[0]} channels, the earlier ones "
@@ -122,6 +166,12 @@ def _float_stats(images: Iterator[Any]) -> Stats:
     if count == 0:
         raise DataError("cannot compute statistics of an empty data set")
     std = (m2 / count).sqrt()
+    if not bool(torch.isfinite(mean).all() and torch.isfinite(std).all()):
+        raise DataError(
+            "the mean or standard deviation of the pixels is not finite: the images hold "
+            "NaN or infinite values (or values too large to square); find the broken images "
+            "with torch.isfinite, and scale pixels to [0, 1]"
+        )
     return tuple(mean.tolist()), tuple(std.tolist())
 
 

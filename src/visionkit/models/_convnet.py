@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from visionkit._checks import check_bool, check_fraction
 from visionkit.exceptions import ConfigurationError
 from visionkit.models._mlp import make_activation
 from visionkit.models._registry import register_model
@@ -20,6 +21,7 @@ from visionkit.models._shapes import (
     check_ints,
     conv_output,
     format_shape,
+    hidden_sizes,
     image_size,
 )
 from visionkit.models.transfer import make_head
@@ -84,19 +86,22 @@ class ConvNet(nn.Module):
     ) -> None:
         super().__init__()
         check_ints(in_channels=in_channels, num_classes=num_classes, pool_every=pool_every)
-        check_ints(**{f"channels[{i}]": c for i, c in enumerate(channels)})
+        check_ints(kernel_size=kernel_size)
+        check_ints(padding=padding, least=0)
+        widths = hidden_sizes(channels, "channels")
         _check_probability(dropout2d=dropout2d, dropout=dropout)
+        batch_norm = check_bool("batch_norm", batch_norm)
         size = image_size(input_size)
-        self.input_shape: tuple[int, int, int] = (in_channels, size[0], size[1])
+        self.input_shape: tuple[int, int, int] = (int(in_channels), size[0], size[1])
         self.features, flat = _conv_stack(
-            self.input_shape, channels, kernel_size, padding, pool_every, activation,
-            dropout2d, batch_norm,
+            self.input_shape, widths, int(kernel_size), int(padding), int(pool_every),
+            activation, dropout2d, batch_norm,
         )  # fmt: skip
         self.flatten = nn.Flatten(1)
         self.classifier = make_head(
             flat,
             num_classes,
-            hidden=list(hidden),
+            hidden=hidden_sizes(hidden),
             dropout=dropout,
             activation=activation,
             log_softmax=log_softmax,
@@ -152,8 +157,7 @@ def _check_positive_size(size: tuple[int, ...], shape: tuple[int, ...], where: s
 
 def _check_probability(**values: float) -> None:
     for name, value in values.items():
-        if not 0.0 <= value < 1.0:
-            raise ConfigurationError(f"{name} must be in [0, 1), got {value!r}")
+        check_fraction(name, value)
 
 
 @register_model
@@ -181,14 +185,14 @@ def convnet(
         in_channels,
         num_classes,
         input_size=input_size,
-        channels=list(channels),
+        channels=channels,
         kernel_size=kernel_size,
         padding=padding,
         pool_every=pool_every,
         activation=activation,
         dropout2d=dropout2d,
         batch_norm=batch_norm,
-        hidden=list(hidden),
+        hidden=hidden,
         dropout=dropout,
         log_softmax=log_softmax,
     )
@@ -216,13 +220,13 @@ def convnet_cifar(
         in_channels,
         num_classes,
         input_size=input_size,
-        channels=list(channels),
+        channels=channels,
         padding=1,
         pool_every=1,
         activation=activation,
         dropout2d=dropout2d,
         batch_norm=batch_norm,
-        hidden=list(hidden),
+        hidden=hidden,
         dropout=dropout,
         log_softmax=False,
     )

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
+from visionkit._checks import check_fraction, check_int, describe
 from visionkit.exceptions import ConfigurationError
 from visionkit.models._registry import register_model
 
@@ -26,6 +29,11 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {
 
 def make_activation(name: str) -> nn.Module:
     """Return a new activation module for ``name`` (``"relu"``, ``"tanh"``, ``"gelu"``, ...)."""
+    if not isinstance(name, str):
+        raise ConfigurationError(
+            f"activation must be the name of an activation ({', '.join(sorted(_ACTIVATIONS))}),"
+            f" got {describe(name)}"
+        )
     try:
         return _ACTIVATIONS[name.lower()]()
     except KeyError:
@@ -41,7 +49,8 @@ class MLP(nn.Module):
 
     Args:
         in_features: Number of input values per sample (784 for 1x28x28 images).
-        hidden: Sizes of the hidden layers, e.g. ``[512, 512]``; empty for a linear model.
+        hidden: Sizes of the hidden layers, e.g. ``[512, 512]`` (one int for one layer);
+            empty or ``None`` for a linear model.
         num_classes: Number of output logits.
         activation: Name of the activation after each hidden layer.
         dropout: Dropout probability after each hidden activation.
@@ -56,20 +65,21 @@ class MLP(nn.Module):
     def __init__(
         self,
         in_features: int,
-        hidden: Sequence[int],
+        hidden: Sequence[int] | int | None,
         num_classes: int,
         *,
         activation: str = "relu",
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        _check_positive(in_features=in_features, num_classes=num_classes, **_named(hidden))
-        if not 0.0 <= dropout < 1.0:
-            raise ConfigurationError(f"dropout must be in [0, 1), got {dropout}")
+        in_features = _positive("in_features", in_features)
+        num_classes = _positive("num_classes", num_classes)
+        sizes = [_positive(f"hidden[{i}]", size) for i, size in enumerate(_layers(hidden))]
+        dropout = check_fraction("dropout", dropout)
         self.in_features = in_features
         layers: list[nn.Module] = []
         width = in_features
-        for size in hidden:
+        for size in sizes:
             layers += [nn.Linear(width, size), make_activation(activation)]
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
@@ -89,24 +99,35 @@ class MLP(nn.Module):
         return self.layers(x.flatten(1))  # type: ignore[no-any-return]
 
 
-def _named(hidden: Sequence[int]) -> dict[str, int]:
-    return {f"hidden[{i}]": size for i, size in enumerate(hidden)}
+def _layers(hidden: Sequence[int] | int | None) -> list[Any]:
+    if hidden is None:
+        return []
+    if isinstance(hidden, numbers.Integral) and not isinstance(hidden, bool):
+        return [hidden]
+    if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
+        raise ConfigurationError(
+            f"hidden must be a list of layer sizes (or one int, or None), got {describe(hidden)}"
+        )
+    return list(hidden)
 
 
-def _check_positive(**values: int) -> None:
-    for name, value in values.items():
-        if not isinstance(value, int) or value < 1:
-            raise ConfigurationError(f"{name} must be a positive integer, got {value!r}")
+def _positive(name: str, value: Any) -> int:
+    try:
+        return check_int(name, value, least=1)
+    except ConfigurationError:
+        raise ConfigurationError(
+            f"{name} must be a positive integer, got {describe(value)}"
+        ) from None
 
 
 @register_model
 def mlp(
     *,
     in_features: int = 784,
-    hidden: Sequence[int] = (512, 512),
+    hidden: Sequence[int] | int | None = (512, 512),
     num_classes: int = 10,
     activation: str = "relu",
     dropout: float = 0.0,
 ) -> MLP:
     """Build an :class:`MLP`; defaults are seed 001's 784-512-512-10 network."""
-    return MLP(in_features, list(hidden), num_classes, activation=activation, dropout=dropout)
+    return MLP(in_features, hidden, num_classes, activation=activation, dropout=dropout)

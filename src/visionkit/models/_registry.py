@@ -83,6 +83,11 @@ def register_model(
 
 def get_model_factory(name: str) -> Callable[..., nn.Module]:
     """Return the factory registered under ``name``, or raise with the closest names."""
+    if not isinstance(name, str):
+        raise ConfigurationError(
+            f"a model name must be a string, got {name!r} ({type(name).__name__}); "
+            f"known models: {', '.join(sorted(_REGISTRY)) or 'none'}"
+        )
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -145,12 +150,17 @@ def _describe(fn: Callable[..., Any]) -> str:
 
 
 def _recordable(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Paths and enum members as strings: checkpoints (read with weights_only=True) store them."""
+    """Paths and enum members as strings, NumPy scalars as Python numbers.
+
+    Checkpoints are read with ``weights_only=True``, which loads only plain values.
+    """
     plain = {}
     for key, value in kwargs.items():
         if isinstance(value, os.PathLike):
             value = os.fspath(value)
         elif isinstance(value, enum.Enum):
             value = f"{type(value).__name__}.{value.name}"
+        elif type(value).__module__ == "numpy" and hasattr(value, "item"):
+            value = value.item()  # numpy.int64(3) -> 3: numpy scalars do not load safely
         plain[key] = value
     return plain

@@ -2,23 +2,54 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
+from visionkit._checks import check_int, describe
 from visionkit.exceptions import ConfigurationError
 
-__all__ = ["check_images", "check_ints", "conv_output", "format_shape", "image_size"]
+__all__ = [
+    "check_images",
+    "check_ints",
+    "conv_output",
+    "format_shape",
+    "hidden_sizes",
+    "image_size",
+]
 
 
 def image_size(input_size: int | Sequence[int]) -> tuple[int, int]:
     """Return ``(height, width)`` for an ``input_size`` given as ``28`` or ``(28, 28)``."""
-    size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
-    if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
+    problem = ConfigurationError(
+        f"input_size must be a positive int or a (height, width) pair, got {input_size!r}"
+    )
+    if _is_int(input_size):
+        size: tuple[Any, ...] = (input_size, input_size)
+    elif isinstance(input_size, (tuple, list)):
+        size = tuple(input_size)
+    else:
+        raise problem
+    if len(size) != 2 or not all(_is_int(s) and s > 0 for s in size):
+        raise problem
+    return int(size[0]), int(size[1])
+
+
+def hidden_sizes(hidden: int | Sequence[int] | None, name: str = "hidden") -> list[int]:
+    """Hidden layer sizes given as one int, a sequence of ints, or ``None`` (no layer)."""
+    if hidden is None:
+        return []
+    if _is_int(hidden):
+        sizes: list[Any] = [hidden]
+    elif isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
         raise ConfigurationError(
-            f"input_size must be a positive int or a (height, width) pair, got {input_size!r}"
+            f"{name} must be a list of layer sizes (or one int, or None), got {describe(hidden)}"
         )
-    return size[0], size[1]
+    else:
+        sizes = list(hidden)
+    return [check_int(f"{name}[{i}]", size, least=1) for i, size in enumerate(sizes)]
 
 
 def format_shape(shape: Sequence[int]) -> str:
@@ -67,7 +98,13 @@ def conv_output(size: int, *, kernel_size: int, padding: int, stride: int = 1) -
 
 
 def check_ints(*, least: int = 1, **values: int) -> None:
-    """Raise a :class:`ConfigurationError` naming the first value that is not an int >= least."""
+    """Raise a :class:`ConfigurationError` naming the first value that is not an int >= least.
+
+    NumPy integers count as integers; ``bool`` does not.
+    """
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise ConfigurationError(f"{name} must be an integer >= {least}, got {value!r}")
+        check_int(name, value, least=least)
+
+
+def _is_int(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, numbers.Integral)

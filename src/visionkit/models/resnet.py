@@ -84,7 +84,7 @@ class ResNetDeep(nn.Module):
                 f"ResNetDeep pools twice by 2, so images must be at least 4x4; got "
                 f"input_size={input_size!r}: pass a larger input_size"
             )
-        self.input_shape: tuple[int, int, int] = (in_channels, height, width)
+        self.input_shape: tuple[int, int, int] = (int(in_channels), height, width)
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, n_channels, kernel_size=3, padding=1),
             nn.ReLU(),

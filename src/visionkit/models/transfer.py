@@ -22,9 +22,10 @@ from typing import TypeVar
 import torch
 from torch import nn
 
+from visionkit._checks import check_bool, check_fraction
 from visionkit.exceptions import ConfigurationError
 from visionkit.models._mlp import make_activation
-from visionkit.models._shapes import check_ints
+from visionkit.models._shapes import check_ints, hidden_sizes
 
 __all__ = [
     "HEAD_ATTRIBUTES",
@@ -76,10 +77,10 @@ def make_head(
           (4): LogSoftmax(dim=1)
         )
     """
-    sizes = _hidden_sizes(hidden)
+    sizes = hidden_sizes(hidden)
     check_ints(in_features=in_features, num_classes=num_classes)
-    if not 0.0 <= dropout < 1.0:
-        raise ConfigurationError(f"dropout must be in [0, 1), got {dropout!r}")
+    dropout = check_fraction("dropout", dropout)
+    log_softmax = check_bool("log_softmax", log_softmax)
     layers: list[nn.Module] = [nn.Dropout(dropout)] if dropout and not sizes else []
     for size in sizes:
         layers += [nn.Linear(in_features, size), make_activation(activation)]
@@ -205,9 +206,3 @@ def _first_linear(module: nn.Module) -> tuple[int, nn.Linear] | None:
         if found is not None:
             return index, found[1]
     return None
-
-
-def _hidden_sizes(hidden: int | Sequence[int] | None) -> list[int]:
-    sizes = [] if hidden is None else [hidden] if isinstance(hidden, int) else list(hidden)
-    check_ints(**{f"hidden[{i}]": size for i, size in enumerate(sizes)})
-    return sizes

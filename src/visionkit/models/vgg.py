@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torchvision.models import VGG16_Weights, WeightsEnum
 
+from visionkit._checks import check_bool, describe
 from visionkit.exceptions import CheckpointError, ConfigurationError
 from visionkit.models._registry import register_model
 from visionkit.models._shapes import format_shape
@@ -94,6 +95,18 @@ class VGG16Transfer(nn.Module):
         progress: bool = True,
     ) -> None:
         super().__init__()
+        freeze_features = check_bool("freeze_features", freeze_features)
+        progress = check_bool("progress", progress)
+        if weights is not None and not isinstance(weights, (str, os.PathLike, WeightsEnum)):
+            raise ConfigurationError(
+                f"weights must be None, a VGG16_Weights member or name, or the path of a "
+                f"weights file, got {describe(weights)}"
+            )
+        if isinstance(weights, str) and not weights.strip():
+            raise ConfigurationError(
+                "weights is an empty string: pass None for random features, 'DEFAULT' for "
+                "ImageNet weights, or the path of a weights file"
+            )
         self.input_shape = (3, 224, 224)
         self.features = _vgg16_features()
         if weights is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import warnings
@@ -12,7 +13,7 @@ import torch
 from torch import nn
 
 from visionkit.exceptions import ConfigurationError
-from visionkit.predict.checkpoint import unwrap_model
+from visionkit.predict.checkpoint import atomic_write, unwrap_model
 from visionkit.predict.predictor import Predictor
 
 __all__ = ["ExportFormat", "export", "load_exported"]
@@ -82,19 +83,23 @@ def _write(
     dynamic_batch: bool,
     metadata: dict[str, Any],
 ) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
     files = {_METADATA: json.dumps(metadata, default=str)}
+    # Serialised in memory first: torch's writers abort the whole process (a C++
+    # std::terminate) when a file write fails part-way, e.g. on a full disk.
+    buffer = io.BytesIO()
     with torch.no_grad():
         if format == "torch.export":
             program = _torch_export(model, example, dynamic_batch)
-            torch.export.save(program, path, extra_files=files)
-            return path
-        with warnings.catch_warnings():
-            # "torch.jit is deprecated" and tracer warnings: the outputs are checked after
-            warnings.simplefilter("ignore")
-            traced = torch.jit.trace(model, example)  # type: ignore[no-untyped-call]
-            torch.jit.save(traced, str(path), _extra_files=files)
-    return path
+            torch.export.save(program, buffer, extra_files=files)
+        else:
+            with warnings.catch_warnings():
+                # "torch.jit is deprecated" and tracer warnings: the outputs are checked after
+                warnings.simplefilter("ignore")
+                traced = torch.jit.trace(model, example)  # type: ignore[no-untyped-call]
+                torch.jit.save(traced, buffer, _extra_files=files)
+    return atomic_write(
+        path, lambda stream: stream.write(buffer.getbuffer()), kind="exported model"
+    )
 
 
 def load_exported(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]:

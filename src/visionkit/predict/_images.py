@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
-from visionkit.data.folder import IMAGE_EXTENSIONS
+from visionkit.data.folder import IMAGE_EXTENSIONS, _failure, _open_image
 from visionkit.exceptions import DataError
 
 if TYPE_CHECKING:
@@ -40,7 +40,16 @@ def to_uint8(image: ImageInput, spec: Preprocess) -> torch.Tensor:
 
 
 def load_image(item: ImageInput) -> Image.Image:
-    """A PIL image from a path, a PIL image, a ``uint8`` array or a ``uint8`` tensor."""
+    """A PIL image from a path, a PIL image, a ``uint8`` array or a ``uint8`` tensor.
+
+    A file is decoded completely (a truncated one is refused, never padded with grey),
+    and an image over ``PIL.Image.MAX_IMAGE_PIXELS`` is refused from its header, before
+    decoding.
+
+    Raises:
+        DataError: naming the file, if it is missing, empty, not a regular file, not an
+            image, corrupt or truncated, or over the decompression-bomb limit.
+    """
     if isinstance(item, Image.Image):
         return item
     if isinstance(item, torch.Tensor):  # C x H x W, the torch convention
@@ -50,14 +59,21 @@ def load_image(item: ImageInput) -> Image.Image:
         return _from_array(item)
     path = Path(item)
     try:
-        with Image.open(path) as opened:
+        if path.is_file() and path.stat().st_size == 0:
+            raise DataError(
+                f"cannot read image {path}: the file is empty (0 bytes); replace it with the "
+                "original image"
+            )
+        with _open_image(path) as opened:  # refuses decompression bombs before decoding
             opened.load()
             image: Image.Image = opened
             return image
+    except DataError:
+        raise
     except FileNotFoundError:
         raise DataError(f"image file not found: {path}") from None
-    except (OSError, Image.DecompressionBombError, SyntaxError, ValueError) as error:
-        raise DataError(f"cannot read image {path}: {error}") from None
+    except Exception as error:  # Pillow's decoders raise many types; report them alike
+        raise DataError(f"cannot read image {path}: it {_failure(error)}") from None
 
 
 def image_files(folder: Path) -> list[Path]:

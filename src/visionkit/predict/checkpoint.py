@@ -24,17 +24,18 @@ instead.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import pickle
 import re
 import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import torch
 from torch import nn
@@ -50,9 +51,11 @@ __all__ = [
     "FORMAT_VERSION",
     "Preprocess",
     "atomic_save",
+    "atomic_write",
     "load_checkpoint",
     "load_weights",
     "make_checkpoint",
+    "non_finite_tensors",
     "unwrap_model",
     "save_checkpoint",
 ]
@@ -210,31 +213,122 @@ def make_checkpoint(
 
 
 def save_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Check that ``checkpoint`` holds only safe types, then write it atomically."""
+    """Check that ``checkpoint`` holds only safe types and finite weights, then write it.
+
+    The write is atomic (see :func:`atomic_save`): whatever happens, ``path`` holds either
+    the previous file or the complete new one.
+
+    Raises:
+        CheckpointError: if the checkpoint holds an object that would not load safely,
+            a weight that is NaN or infinite (no file is written), or the write failed
+            (disk full, folder not writable, ...; the previous file is unchanged).
+    """
     _check_safe(checkpoint, "checkpoint")
+    bad = non_finite_tensors(checkpoint.get("state_dict", {}))
+    if bad:
+        raise CheckpointError(
+            f"refused to write checkpoint {path}: the weights {bad[:5]} hold NaN or infinite "
+            "values, and such a checkpoint could only spread them. Nothing was written; the "
+            "previous checkpoints are unchanged"
+        )
     return atomic_save(checkpoint, path)
+
+
+def non_finite_tensors(state: Mapping[str, Any]) -> list[str]:
+    """Names of the floating-point tensors in ``state`` holding a NaN or an infinity."""
+    names = [
+        name
+        for name, value in state.items()
+        if isinstance(value, torch.Tensor) and (value.is_floating_point() or value.is_complex())
+    ]
+    if not names:
+        return []
+    # One reduction per tensor, read back once: abs().amax() propagates NaN and, unlike a
+    # sum or a norm, cannot overflow to infinity on large finite weights.
+    peaks = torch.stack(
+        [state[n].detach().abs().amax().float().cpu() if state[n].numel() else _ZERO for n in names]
+    )
+    finite = torch.isfinite(peaks).tolist()
+    return [name for name, ok in zip(names, finite, strict=True) if not ok]
+
+
+_ZERO = torch.zeros(())
 
 
 def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
     """``torch.save`` to a temporary file beside ``path``, fsync it, then ``os.replace``.
 
     A crash at any moment leaves either the old file or the new one, never half a file.
+    A failed write (disk full, file-size limit, folder not writable) removes the temporary
+    file and raises :class:`~visionkit.exceptions.CheckpointError` saying what happened;
+    ``path`` keeps its previous contents.
+    """
+    return atomic_write(path, functools.partial(torch.save, obj), kind="checkpoint")
+
+
+def atomic_write(
+    path: str | os.PathLike[str], write: Callable[[BinaryIO], object], *, kind: str = "file"
+) -> Path:
+    """Call ``write(stream)`` on a temporary file beside ``path``, then publish it.
+
+    The file is flushed and fsynced, renamed over ``path`` with ``os.replace`` and the
+    folder is fsynced, so ``path`` holds either its previous contents or all of the new
+    ones. On failure the temporary file is removed and a
+    :class:`~visionkit.exceptions.CheckpointError` says what happened, calling the file
+    a ``kind`` (``"checkpoint"``, ``"exported model"``).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp_name = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent
+        )
+    except OSError as error:
+        raise _write_error(path, error, kind) from error
     try:
         with os.fdopen(handle, "wb") as stream:
-            torch.save(obj, stream)
+            write(stream)
             stream.flush()
             os.fsync(stream.fileno())
         os.chmod(temp_name, 0o666 & ~_umask())  # mkstemp makes 0600; use normal permissions
         os.replace(temp_name, path)
-    except BaseException:
+    except BaseException as error:
         Path(temp_name).unlink(missing_ok=True)
+        if isinstance(error, Exception):  # not KeyboardInterrupt / SystemExit
+            raise _write_error(path, error, kind) from error
         raise
     _fsync_directory(path.parent)
     return path
+
+
+TEMP_SUFFIX = ".tmp"
+"""Suffix of the temporary files :func:`atomic_save` writes (``.<name>.<random>.tmp``)."""
+
+_WRITE_HINTS = {
+    errno.ENOSPC: "the disk is full: free some space or save to another disk",
+    errno.EDQUOT: "the disk quota is used up: free some space or save to another disk",
+    errno.EFBIG: "the file is larger than this system allows (a file-size limit, ulimit -f)",
+    errno.EACCES: "the folder is not writable by this user: choose a writable folder",
+    errno.EPERM: "the folder is not writable by this user: choose a writable folder",
+    errno.EROFS: "the file system is read-only: choose a writable folder",
+}
+
+
+def _write_error(path: Path, error: Exception, kind: str) -> CheckpointError:
+    """A clear error for a failed file write, from torch's or the OS's."""
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, OSError):  # torch wraps OSErrors
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(cause, OSError):
+        what = f"{cause.strerror or cause} (errno {errno.errorcode.get(cause.errno or 0, '?')})"
+        hint = _WRITE_HINTS.get(cause.errno or 0, "check the folder and the disk")
+    else:
+        what = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        hint = "check the folder and the disk"
+    kept = "its previous contents are unchanged" if path.exists() else "no file was created"
+    return CheckpointError(
+        f"could not write {kind} {path}: {what}; {hint}. Nothing partial was left behind and {kept}"
+    )
 
 
 def load_checkpoint(
@@ -317,6 +411,8 @@ def _safe_torch_load(path: Path, map_location: str | torch.device) -> Any:
     except pickle.UnpicklingError as error:
         raise _unpickling_error(path, error) from None
     except Exception as error:  # any other failure deep inside torch means a damaged file
+        if "legacy .tar format" in str(error):  # a tar without the POSIX magic bytes
+            raise _legacy_tar_error(path) from None
         first = str(error).splitlines()[0].split(". ")[0] if str(error) else "no detail"
         raise CheckpointError(
             f"checkpoint {path} is truncated or corrupt ({type(error).__name__}: {first}); "
@@ -326,13 +422,26 @@ def _safe_torch_load(path: Path, map_location: str | torch.device) -> Any:
 
 def _check_magic(path: Path) -> None:
     with path.open("rb") as stream:
-        head = stream.read(4)
-    if head.startswith(_ZIP_MAGIC) or head.startswith(_PICKLE_PROTO):
+        head = stream.read(512)
+    if head.startswith(_ZIP_MAGIC):
+        return
+    if head[257:262] == b"ustar":  # torch.load would try any tar archive before the pickle
+        raise _legacy_tar_error(path)
+    if head.startswith(_PICKLE_PROTO):
         return
     raise CheckpointError(
-        f"{path} is not a PyTorch checkpoint file (it starts with bytes {head.hex(' ')}, "
+        f"{path} is not a PyTorch checkpoint file (it starts with bytes {head[:4].hex(' ')}, "
         "expected a zip archive written by torch.save): the file is corrupt or of another "
         "kind; use another checkpoint"
+    )
+
+
+def _legacy_tar_error(path: Path) -> CheckpointError:
+    return CheckpointError(
+        f"refused to load {path}: it is a tar archive, the checkpoint format of the first "
+        "PyTorch versions, whose pickles cannot be read without letting them run code. Use "
+        "another checkpoint; only if you trust the file and its source, load it once with "
+        "torch.load(path, weights_only=False) and save it again with a current torch"
     )
 
 
@@ -345,12 +454,25 @@ def _unpickling_error(path: Path, error: Exception) -> CheckpointError:
             "data, which could run code when loaded, so visionkit does not unpickle them "
             f"(it references {blocked.group(1)}). Only load checkpoints from sources you trust"
         )
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    detail = next((line for line in lines if "Unsupported" in line), lines[0] if lines else "")
+    operand = re.search(r"Unsupported operand (\d+)", text)
+    if operand:
+        import pickletools
+
+        code = int(operand.group(1))
+        name = next((op.name for op in pickletools.opcodes if ord(op.code) == code), None)
+        found = f"the pickle instruction {name}" if name else "a byte that is no pickle instruction"
+        return CheckpointError(
+            f"refused to load {path}: its pickle data holds {found} (byte {code:#04x}), which "
+            "the safe loader (torch.load with weights_only=True) does not run: the file was "
+            "not written by torch.save, is corrupt, or was crafted to run code when loaded. "
+            "Use another checkpoint"
+        )
+    detail = text.partition("WeightsUnpickler error:")[2] or text
+    lines = [line.strip() for line in detail.splitlines() if line.strip()]
+    reason = next((line for line in lines if not line.startswith("Check the documentation")), "")
     return CheckpointError(
-        f"refused to load {path}: its pickle data is corrupt or uses instructions that "
-        f"cannot be loaded safely ({detail.replace('WeightsUnpickler error: ', '')}); "
-        "use another checkpoint"
+        f"refused to load {path}: its pickle data is corrupt or asks for operations that "
+        f"cannot be loaded safely ({reason or 'no detail'}); use another checkpoint"
     )
 
 

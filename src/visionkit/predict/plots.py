@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from visionkit.exceptions import ConfigurationError
+from visionkit._checks import check_int
+from visionkit.exceptions import ConfigurationError, DataError
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -42,6 +43,25 @@ def _finish(figure: Figure, path: str | os.PathLike[str] | None) -> Figure:
     if path is not None:
         figure.savefig(path, dpi=100)
     return figure
+
+
+def _displayable(image: Any, what: str) -> np.ndarray:
+    """``image`` as an array ``imshow`` can draw, or a clear error naming it."""
+    if hasattr(image, "detach"):  # a tensor
+        image = image.detach().cpu().numpy()
+    array = np.asarray(image) if isinstance(image, np.ndarray) else None
+    if array is None or array.dtype.kind not in "biuf":
+        raise DataError(f"{what} must be a NumPy array of pixels, got {type(image).__name__}")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise DataError(
+            f"{what} must be H x W, H x W x 3 or H x W x 4 to be drawn, got shape "
+            f"{array.shape}: Predictor.to_display(x) turns model input into such an array"
+        )
+    if array.size == 0:
+        raise DataError(f"{what} has no pixels (shape {array.shape})")
+    return array
 
 
 def plot_history(history: History, *, path: str | os.PathLike[str] | None = None) -> Figure:
@@ -77,9 +97,21 @@ def plot_prediction_grid(
     columns: int = 10,
     path: str | os.PathLike[str] | None = None,
 ) -> Figure:
-    """Images titled ``pred (true)``, green when right and red when wrong (seed 001)."""
+    """Images titled ``pred (true)``, green when right and red when wrong (seed 001).
+
+    Raises:
+        ConfigurationError: if the three sequences differ in length or ``columns`` is not
+            a positive integer.
+        DataError: if an image is not an ``H x W``, ``H x W x 3`` or ``H x W x 4`` array
+            with pixels.
+    """
     if not (len(images) == len(predicted) == len(actual)):
-        raise ConfigurationError("images, predicted and actual must have the same length")
+        raise ConfigurationError(
+            f"images, predicted and actual must have the same length, got {len(images)}, "
+            f"{len(predicted)} and {len(actual)}"
+        )
+    columns = check_int("columns", columns, least=1)
+    images = [_displayable(image, f"image {i}") for i, image in enumerate(images)]
     columns = max(1, min(columns, len(images)))
     rows = max(1, math.ceil(len(images) / columns))
     figure = _figure(figsize=(1.6 * columns, 1.9 * rows))
@@ -94,7 +126,13 @@ def plot_prediction_grid(
 def plot_topk(
     image: np.ndarray, prediction: Prediction, *, path: str | os.PathLike[str] | None = None
 ) -> Figure:
-    """An image beside a horizontal bar chart of its top-k class probabilities (seed 000)."""
+    """An image beside a horizontal bar chart of its top-k class probabilities (seed 000).
+
+    Raises:
+        DataError: if ``image`` is not an ``H x W``, ``H x W x 3`` or ``H x W x 4`` array
+            with pixels.
+    """
+    image = _displayable(image, "the image")
     figure = _figure(figsize=(9, 4))
     left = figure.add_subplot(1, 2, 1)
     left.imshow(image, cmap="gray" if image.ndim == 2 else None)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
@@ -13,8 +13,10 @@ import torch
 from PIL import Image
 from torch import nn
 
+from visionkit._checks import check_int, describe
 from visionkit._device import resolve_device
 from visionkit._seed import get_rng_state, set_rng_state
+from visionkit.data._datasets import check_classes
 from visionkit.exceptions import CheckpointError, ConfigurationError, DataError, VisionKitError
 from visionkit.predict._images import ImageInput, image_files
 from visionkit.predict.checkpoint import Preprocess, load_checkpoint, load_weights
@@ -101,11 +103,28 @@ class Predictor:
         device: str | torch.device = "auto",
         precision: str = "32",
     ) -> None:
-        if precision not in _PRECISIONS:
+        if not isinstance(precision, str) or precision not in _PRECISIONS:
             raise ConfigurationError(f"precision must be '32', 'bf16' or '16', got {precision!r}")
+        if not isinstance(model, nn.Module):
+            raise ConfigurationError(
+                f"model must be a torch.nn.Module, got {describe(model)}; to load a file use "
+                "Predictor.from_checkpoint(path)"
+            )
+        if preprocess is not None and not isinstance(preprocess, Preprocess):
+            raise ConfigurationError(
+                f"preprocess must be a visionkit.predict.Preprocess or None, got "
+                f"{describe(preprocess)}"
+            )
+        self.classes = (
+            check_classes(classes, error=ConfigurationError) if classes is not None else None
+        )
+        if not isinstance(device, (str, torch.device)):
+            raise ConfigurationError(
+                f"device must be 'auto', 'cpu', 'cuda', 'cuda:N', 'mps' or a torch.device, got "
+                f"{describe(device)}"
+            )
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
-        self.classes = list(classes) if classes is not None else None
         self.preprocess = preprocess or Preprocess()
         self.precision = precision
         self._autocast_dtype = _PRECISIONS[precision]
@@ -165,11 +184,27 @@ class Predictor:
 
         Args:
             inputs: One image, a folder, a list of images, or a batch tensor.
-            top_k: How many of the most probable classes to return per image.
+            top_k: How many of the most probable classes to return per image
+                (``1..num_classes``).
             batch_size: Images per forward pass.
+
+        Raises:
+            DataError: if an input is not an image (a path, PIL image, array or tensor of
+                2 to 4 dimensions), has no pixels, holds NaN or infinite model input, or
+                the model returns NaN or infinite outputs; or if there is no image at all.
+            ConfigurationError: if ``top_k`` or ``batch_size`` is not an integer in range,
+                or the model has another number of outputs than there are class names.
         """
+        top_k = check_int("top_k", top_k, least=1)
         items, sources = self._expand(inputs)
         probabilities = torch.softmax(self._logits(items, batch_size), dim=1)
+        if not bool(torch.isfinite(probabilities).all()):
+            bad = int((~torch.isfinite(probabilities)).any(dim=1).nonzero()[0, 0])
+            raise DataError(
+                f"the model returned NaN or infinite outputs for input {bad}"
+                f"{f' ({sources[bad]})' if sources[bad] else ''}, so it has no prediction: "
+                "check the model's weights (a diverged training run?) and the input"
+            )
         results = self._to_predictions(probabilities, top_k, sources)
         return results[0] if _is_single(inputs) else results
 
@@ -217,8 +252,7 @@ class Predictor:
         return self.preprocess.normalize(tensor) if raw else tensor
 
     def _logits(self, items: Sequence[Any], batch_size: int) -> torch.Tensor:
-        if batch_size < 1:
-            raise ConfigurationError(f"batch_size must be >= 1, got {batch_size}")
+        batch_size = check_int("batch_size", batch_size, least=1)
         outputs = [self._forward(batch, raw) for batch, raw in self._batches(items, batch_size)]
         if not outputs:
             raise DataError("no image to predict: the input list or folder is empty")
@@ -259,6 +293,7 @@ class Predictor:
 
     def _convert(self, item: Any) -> tuple[torch.Tensor, bool]:
         """``(uint8 image, True)`` for a raw image, ``(float input, False)`` for model input."""
+        _check_item(item)
         if isinstance(item, np.ndarray) and item.dtype.kind == "f":
             item = torch.from_numpy(np.ascontiguousarray(item))
         if isinstance(item, torch.Tensor) and item.is_floating_point():
@@ -274,13 +309,29 @@ class Predictor:
                 f"{tuple(tensor.shape)}: pass raw images (a path, PIL image or uint8 array) "
                 "to have them preprocessed"
             )
+        if not bool(torch.isfinite(tensor).all()):
+            raise DataError(
+                f"the model input of shape {tuple(tensor.shape)} holds NaN or infinite values, "
+                "so no prediction would mean anything: find where they come from "
+                "(torch.isfinite) or pass the raw image instead"
+            )
         return tensor
 
     def _expand(self, inputs: Any) -> tuple[list[Any], list[str | None]]:
         if _is_single(inputs):
             return [inputs], [_source(inputs)]
         if isinstance(inputs, (torch.Tensor, np.ndarray)):  # a batch
+            if inputs.ndim != 4:
+                raise DataError(
+                    f"expected one image (H x W (x C) array, C x H x W tensor) or a batch of "
+                    f"4 dimensions, got an array of shape {tuple(inputs.shape)}"
+                )
             return list(inputs), [None] * len(inputs)
+        if not _is_folder(inputs) and (
+            isinstance(inputs, (str, bytes, os.PathLike, Mapping))
+            or not isinstance(inputs, Iterable)
+        ):
+            _check_item(inputs)  # a missing file, or not an image at all: a clear error
         items: list[Any] = []
         for item in [inputs] if _is_folder(inputs) else list(inputs):
             if _is_folder(item):
@@ -303,9 +354,15 @@ class Predictor:
         return [_prediction(v, i, names, s) for v, i, s in rows]
 
     def _names(self, num_classes: int) -> list[str]:
-        if self.classes and len(self.classes) == num_classes:
-            return self.classes
-        return [str(i) for i in range(num_classes)]
+        if self.classes is None:
+            return [str(i) for i in range(num_classes)]
+        if len(self.classes) != num_classes:
+            raise ConfigurationError(
+                f"the model outputs {num_classes} classes but the Predictor has "
+                f"{len(self.classes)} class names: pass the classes the model was trained on "
+                "(or classes=None to name them by index)"
+            )
+        return self.classes
 
     def _name(self, index: int) -> str:
         return self.classes[index] if self.classes and index < len(self.classes) else str(index)
@@ -437,6 +494,29 @@ def _is_single(inputs: Any) -> bool:
     if isinstance(inputs, (str, os.PathLike)):
         return not _is_folder(inputs)
     return isinstance(inputs, Image.Image)
+
+
+def _check_item(item: Any) -> None:
+    """Refuse what is not one image (or a batch) before it reaches the image readers."""
+    if isinstance(item, (str, os.PathLike, Image.Image)):
+        if isinstance(item, Image.Image) and min(item.size) < 1:
+            raise DataError(f"the {item.mode} image of size {item.size} has no pixels")
+        return
+    if isinstance(item, Mapping) or not isinstance(item, (np.ndarray, torch.Tensor)):
+        raise DataError(
+            f"cannot predict {describe(item)}: pass a path, a PIL image, a NumPy array or a "
+            "tensor (or a list of them)"
+        )
+    if not 2 <= item.ndim <= 4:
+        raise DataError(
+            f"expected an image of 2 or 3 dimensions (or a batch of 4), got an array of "
+            f"shape {tuple(item.shape)}"
+        )
+    if 0 in item.shape:
+        raise DataError(
+            f"the image of shape {tuple(item.shape)} has no pixels: every dimension must be "
+            "at least 1"
+        )
 
 
 def _is_folder(item: Any) -> bool:

@@ -1,5 +1,6 @@
 """Training: the ``Trainer``, its metrics and its history."""
 
+from visionkit._threads import available_cpus, default_num_threads
 from visionkit.training.distributed import DDPStrategy, Strategy
 from visionkit.training.history import History
 from visionkit.training.metrics import ClassificationMetrics, EvaluationReport
@@ -13,4 +14,6 @@ __all__ = [
     "NonFiniteLossError",
     "Strategy",
     "Trainer",
+    "available_cpus",
+    "default_num_threads",
 ]

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from visionkit._device import move_to_device, resolve_device
 from visionkit._seed import get_rng_state, set_rng_state
+from visionkit._threads import default_num_threads, num_threads
 from visionkit.callbacks.base import Callback, StepOutput
 from visionkit.data._datasets import TensorImageDataset
 from visionkit.data._loaders import EpochLoader, _DataLoaderAdapter, make_loader
@@ -25,11 +26,18 @@ from visionkit.predict.checkpoint import (
     load_checkpoint,
     load_weights,
     make_checkpoint,
+    non_finite_tensors,
     save_checkpoint,
+    unwrap_model,
 )
 from visionkit.training._accumulate import BatchGroups
 from visionkit.training._compile import CompiledForward
-from visionkit.training.distributed import Strategy, StrategyName, resolve_strategy
+from visionkit.training.distributed import (
+    Strategy,
+    StrategyName,
+    resolve_strategy,
+    torchrun_env,
+)
 from visionkit.training.history import History
 from visionkit.training.metrics import ClassificationMetrics, EvaluationReport
 
@@ -46,7 +54,11 @@ _PRECISIONS: dict[str, torch.dtype | None] = {
 
 
 class NonFiniteLossError(VisionKitError, FloatingPointError):
-    """The training loss became NaN or infinite; training stopped before any checkpoint."""
+    """The loss or the weights became NaN or infinite; training stopped, nothing was saved.
+
+    The message says which came first: the input batch, the weights (after a step whose
+    gradients were not finite), the model's outputs, or the loss itself.
+    """
 
 
 class Trainer:
@@ -88,7 +100,10 @@ class Trainer:
             (``<dir>/version_N/checkpoints``).
         enable_checkpointing: Add a default ``ModelCheckpoint`` if none is given.
         enable_progress_bar: Add a default ``ProgressBar`` if none is given.
-        check_finite: Stop with :class:`NonFiniteLossError` when the loss is NaN or inf.
+        check_finite: Stop with :class:`NonFiniteLossError` when the loss is NaN or inf
+            (checked every step; the message says whether the inputs, the weights or the
+            outputs went first) or the weights are (checked at each epoch end). Checkpoints
+            are never written with non-finite weights, whatever this is set to.
         top_k: Extra top-k accuracies to report in evaluation (e.g. ``(5,)``).
         channels_last: Use the channels-last memory format (faster convolutions on GPU).
         compile: Train through ``torch.compile(model)`` (evaluation stays eager). If
@@ -97,6 +112,12 @@ class Trainer:
         strategy: ``"auto"`` (DDP when launched by ``torchrun`` with several processes),
             ``"ddp"``, ``"single_device"`` or a
             :class:`~visionkit.training.distributed.DDPStrategy`; see the distributed guide.
+        num_threads: CPU threads torch uses while ``fit``, ``validate`` and ``test`` run
+            (restored afterwards). ``None`` picks them on the CPU: the cores this process
+            may really use (a container's CPU quota counts) shared among the ``torchrun``
+            processes of this machine, and never more than torch would use on its own;
+            an ``OMP_NUM_THREADS`` you set is kept. See
+            :func:`~visionkit.training.default_num_threads`.
 
     Example:
         >>> import torch
@@ -139,6 +160,7 @@ class Trainer:
         channels_last: bool = False,
         compile: bool = False,
         strategy: StrategyName | Strategy = "auto",
+        num_threads: int | None = None,
     ) -> None:
         _check_options(
             max_epochs, max_steps, accumulate_grad_batches, precision, scheduler_interval
@@ -150,6 +172,8 @@ class Trainer:
                 "ReduceLROnPlateau needs a metric, which exists once per epoch: use "
                 "scheduler_interval='epoch' (the default) with it"
             )
+        if num_threads is not None and (isinstance(num_threads, bool) or num_threads < 1):
+            raise ConfigurationError(f"num_threads must be >= 1 or None, got {num_threads!r}")
         if log_every_n_steps is not None and log_every_n_steps < 1:
             raise ConfigurationError(f"log_every_n_steps must be >= 1, got {log_every_n_steps}")
         self._strategy = resolve_strategy(strategy)
@@ -179,6 +203,7 @@ class Trainer:
         self.gradient_clip_val = gradient_clip_val
         self.accumulate_grad_batches = accumulate_grad_batches
         self.num_workers = num_workers
+        self.num_threads = num_threads
         self.seed = seed
         self.default_root_dir = Path(default_root_dir)
         self.check_finite = check_finite
@@ -288,24 +313,36 @@ class Trainer:
         self._start_time = time.monotonic()
         self._hooks = _active_hooks(self.callbacks)
         try:
-            self._call("on_fit_start", self)
-            while self.epoch < self.max_epochs and not self._strategy.any(self._out_of_budget()):
-                self._run_epoch(train_loader, val_loader)
-                self.should_stop = self._strategy.any(self.should_stop)  # all ranks stop together
-                if self.should_stop:
-                    break
-            self._call("on_fit_end", self)
+            with num_threads(self._thread_count()):
+                self._fit_loop(train_loader, val_loader)
         except BaseException as error:
             self._strategy.abort()  # other processes fail at once instead of waiting
             self._call("on_exception", self, error)
             raise
         return self.history
 
+    def _fit_loop(self, train_loader: EpochLoader, val_loader: EpochLoader | None) -> None:
+        self._call("on_fit_start", self)
+        while self.epoch < self.max_epochs and not self._strategy.any(self._out_of_budget()):
+            self._run_epoch(train_loader, val_loader)
+            self.should_stop = self._strategy.any(self.should_stop)  # all ranks stop together
+            if self.should_stop:
+                break
+        self._call("on_fit_end", self)
+
+    def _thread_count(self) -> int | None:
+        """Threads for this run: the ones asked for, else a CPU default, else torch's."""
+        if self.num_threads is not None or self.device.type != "cpu":
+            return self.num_threads
+        env = torchrun_env() if self.world_size > 1 else None
+        return default_num_threads(processes_per_node=env.local_world_size if env else 1)
+
     def validate(self, data: Data, *, batch_size: int = 256) -> dict[str, float]:
         """Evaluate on ``data`` and return ``val_loss``, ``val_accuracy`` (and top-k)."""
         loader = self._eval_loader(data, batch_size)
         assert loader is not None
-        metrics = self._evaluate(loader, "validation")
+        with num_threads(self._thread_count()):
+            metrics = self._evaluate(loader, "validation")
         return {f"val_{k}": v for k, v in metrics.compute().items()}
 
     def test(
@@ -330,7 +367,8 @@ class Trainer:
         assert loader is not None
         self._hooks = _active_hooks(self.callbacks)
         self._call("on_test_epoch_start", self)
-        metrics = self._evaluate(loader, "test")
+        with num_threads(self._thread_count()):
+            metrics = self._evaluate(loader, "test")
         report = metrics.report(self._class_names(metrics.num_classes))
         self._call(
             "on_test_epoch_end", self, {f"test_{k}": v for k, v in metrics.compute().items()}
@@ -342,12 +380,14 @@ class Trainer:
     ) -> Path:
         """Write a checkpoint with the weights, metadata and full trainer state (atomic).
 
-        Pending non-finite loss checks are settled first, so a NaN never reaches a file.
+        Pending non-finite loss checks are settled first and the weights are checked, so a
+        NaN or infinite weight never reaches a file (:class:`NonFiniteLossError` instead).
         Under DDP only rank 0 writes; the other processes return ``path`` at once.
         """
         self._flush_finite_checks()
         if not self.is_global_zero:
             return Path(path)
+        self._check_weights_finite(f"refused to write checkpoint {path}")
         checkpoint = make_checkpoint(
             self.model,
             classes=self.classes,
@@ -419,6 +459,8 @@ class Trainer:
             if self.should_stop_now():
                 break
         self._flush_finite_checks()
+        if self.check_finite:  # the last step's gradients are checked through the weights
+            self._check_weights_finite("the weights became non-finite in this epoch")
         self.train_metrics = self._strategy.reduce_metrics(self._train_groups.reduce())
         metrics = self.train_metrics.compute() if self.train_metrics else {}
         train = {f"train_{k}": v for k, v in metrics.items()}
@@ -471,7 +513,7 @@ class Trainer:
             loss = self._loss(outputs, y)
         detached = loss.detach()
         if self.check_finite:
-            self._check_finite(detached, batch_index)
+            self._check_finite(detached, batch_index, x, outputs)
         scaled = loss / self.accumulate_grad_batches if self.accumulate_grad_batches > 1 else loss
         if self.scaler.is_enabled():
             scaled = self.scaler.scale(scaled)
@@ -578,10 +620,12 @@ class Trainer:
             return _NO_AUTOCAST
         return torch.autocast(self.device.type, dtype=dtype)
 
-    def _check_finite(self, loss: torch.Tensor, batch_index: int) -> None:
+    def _check_finite(
+        self, loss: torch.Tensor, batch_index: int, x: torch.Tensor, outputs: torch.Tensor
+    ) -> None:
         if self.device.type == "cpu":
             if not math.isfinite(float(loss)):
-                self._raise_nonfinite(float(loss), batch_index)
+                self._raise_nonfinite(float(loss), batch_index, x, outputs)
         else:  # record on the device; read at the next log interval, checkpoint or epoch end
             self._nonfinite.append(torch.isfinite(loss))
 
@@ -596,13 +640,61 @@ class Trainer:
             bad = int((~flags).nonzero()[0])
             self._raise_nonfinite(math.nan, first_step_in_list + bad)
 
-    def _raise_nonfinite(self, value: float, batch_index: int) -> None:
+    def _raise_nonfinite(
+        self,
+        value: float,
+        batch_index: int,
+        x: torch.Tensor | None = None,
+        outputs: torch.Tensor | None = None,
+    ) -> None:
+        cause = self._nonfinite_cause(x, outputs)
         raise NonFiniteLossError(
             f"the training loss became {value} at epoch {self.epoch}, batch {batch_index} "
-            f"(global step {self.global_step}); training stopped and no checkpoint was written "
-            "from this point. Lower the learning rate, clip gradients (gradient_clip_val=1.0) "
-            "or check the data for NaN values."
+            f"(global step {self.global_step}): {cause}. Training stopped and no checkpoint "
+            "was written from this point."
         )
+
+    def _nonfinite_cause(self, x: torch.Tensor | None, outputs: torch.Tensor | None) -> str:
+        """Which came first: non-finite inputs, weights, outputs, or only the loss."""
+        if x is not None and x.is_floating_point() and not bool(torch.isfinite(x).all()):
+            bad = int((~torch.isfinite(x)).sum())
+            return (
+                f"the input batch holds {bad} NaN or infinite values; check the data and its "
+                "normalization (a zero std divides by zero)"
+            )
+        weights = self._nonfinite_weights()
+        if weights:
+            return self._weights_cause(weights)
+        if outputs is not None and not bool(torch.isfinite(outputs.detach()).all()):
+            return (
+                "the model's outputs are NaN or infinite although its inputs and weights are "
+                "finite: a value overflowed inside the model (16-bit precision overflows above "
+                "65504 with fp16; try precision='bf16-mixed' or '32')"
+            )
+        return (
+            "the model's outputs are finite, so the loss itself overflowed: lower the "
+            "learning rate, clip gradients (gradient_clip_val=1.0) or check the loss function"
+        )
+
+    def _nonfinite_weights(self) -> list[str]:
+        return non_finite_tensors(dict(unwrap_model(self.model).named_parameters()))
+
+    def _weights_cause(self, names: list[str]) -> str:
+        return (
+            f"the weights {names[:3]} hold NaN or infinite values, so an optimizer step up to "
+            f"global step {self.global_step} had non-finite gradients; lower the learning "
+            "rate or clip gradients (gradient_clip_val=1.0)"
+        )
+
+    def _check_weights_finite(self, where: str) -> None:
+        """Stop with :class:`NonFiniteLossError` if any weight is NaN or infinite."""
+        weights = self._nonfinite_weights()
+        if weights:
+            raise NonFiniteLossError(
+                f"{where} (epoch {self.epoch}, global step {self.global_step}): "
+                f"{self._weights_cause(weights)}. Training stopped; no checkpoint holds "
+                "these weights."
+            )
 
     def running_metrics(self) -> dict[str, float]:
         """The current epoch's training metrics so far, with the position in the run.
