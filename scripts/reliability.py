@@ -99,7 +99,7 @@ def render(report: dict[str, Any]) -> str:
         total = counts.get(area, sum(counts[k] for k in parts))
         lines.append(f"| **{area}** | {LABELS.get(area, '')} | **{total:,}** |")
         for key in parts:
-            label = LABELS.get(key, key.split(".", 1)[1])
+            label = LABELS.get(key, f"`{key.split('.', 1)[1]}`")
             lines.append(f"| | {label} | {counts[key]:,} |")
     return "\n".join(lines) + "\n"
 

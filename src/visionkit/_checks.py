@@ -14,6 +14,8 @@ import math
 import numbers
 import operator
 import os
+import string
+from collections.abc import Iterable, Mapping, Set
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +26,14 @@ from visionkit.exceptions import ConfigurationError, VisionKitError
 __all__ = [
     "SEED_RANGE",
     "check_bool",
+    "check_file_name",
     "check_fraction",
     "check_int",
+    "check_items",
+    "check_name_template",
     "check_number",
+    "check_optional_int",
+    "check_optional_number",
     "check_path",
     "check_seed",
     "describe",
@@ -51,8 +58,11 @@ def check_int(
     least: int | None = None,
     most: int | None = None,
     error: type[VisionKitError] = ConfigurationError,
+    hint: str = "",
 ) -> int:
     """``value`` as an ``int`` in ``[least, most]``; NumPy and 0-d tensor integers are accepted.
+
+    ``hint`` (what to pass instead) is appended to the message after a colon.
 
     Example:
         >>> check_int("batch_size", 4, least=1)
@@ -62,15 +72,48 @@ def check_int(
         ...
         visionkit.exceptions.ConfigurationError: batch_size must be an integer >= 1, got 1.5 (float)
     """
-    bounds = _bounds(least, most)
+    expected = f"{name} must be an integer{_bounds(least, most)}"
+    return _checked_int(expected, value, least, most, error, hint)
+
+
+def check_optional_int(
+    name: str,
+    value: Any,
+    *,
+    least: int | None = None,
+    most: int | None = None,
+    hint: str = "",
+) -> int | None:
+    """``None``, or ``value`` as an ``int`` in ``[least, most]`` (see :func:`check_int`).
+
+    Example:
+        >>> check_optional_int("max_steps", 0, least=1)
+        Traceback (most recent call last):
+        ...
+        visionkit.exceptions.ConfigurationError: max_steps must be an integer >= 1 or None, got 0
+    """
+    if value is None:
+        return None
+    expected = f"{name} must be an integer{_bounds(least, most)} or None"
+    return _checked_int(expected, value, least, most, ConfigurationError, hint)
+
+
+def _checked_int(
+    expected: str,
+    value: Any,
+    least: int | None,
+    most: int | None,
+    error: type[VisionKitError],
+    hint: str,
+) -> int:
     if isinstance(value, bool) or not hasattr(value, "__index__"):
-        raise error(f"{name} must be an integer{bounds}, got {describe(value)}")
+        raise error(f"{expected}, got {describe(value)}{_hint(hint)}")
     try:
         number = operator.index(value)
     except TypeError:  # e.g. a float tensor, which has __index__ but refuses it
-        raise error(f"{name} must be an integer{bounds}, got {describe(value)}") from None
+        raise error(f"{expected}, got {describe(value)}{_hint(hint)}") from None
     if (least is not None and number < least) or (most is not None and number > most):
-        raise error(f"{name} must be an integer{bounds}, got {number}")
+        raise error(f"{expected}, got {number}{_hint(hint)}")
     return number
 
 
@@ -82,26 +125,115 @@ def check_number(
     below: float | None = None,
     finite: bool = True,
     error: type[VisionKitError] = ConfigurationError,
+    above: float | None = None,
+    hint: str = "",
 ) -> float:
-    """``value`` as a ``float``, finite unless ``finite=False``, ``>= least`` and ``< below``."""
+    """``value`` as a ``float``, finite unless ``finite=False``, ``>= least`` and ``< below``.
+
+    ``above`` is a strict lower bound (``> above``), for values such as a clipping norm that
+    must be positive; ``hint`` (what to pass instead) is appended to the message.
+    """
+    expected = _expected_number(name, least, below, above, finite)
+    return _checked_number(expected, value, least, below, above, finite, error, hint)
+
+
+def check_optional_number(
+    name: str,
+    value: Any,
+    *,
+    least: float | None = None,
+    above: float | None = None,
+    finite: bool = True,
+    hint: str = "",
+) -> float | None:
+    """``None``, or ``value`` as a ``float`` (see :func:`check_number`).
+
+    Example:
+        >>> check_optional_number("clip", -1.0, above=0.0)
+        Traceback (most recent call last):
+        ...
+        visionkit.exceptions.ConfigurationError: clip must be a finite number > 0 or None, got -1.0
+    """
+    if value is None:
+        return None
+    expected = _expected_number(name, least, None, above, finite) + " or None"
+    return _checked_number(expected, value, least, None, above, finite, ConfigurationError, hint)
+
+
+def _expected_number(
+    name: str, least: float | None, below: float | None, above: float | None, finite: bool
+) -> str:
     if least is not None and below is not None:
-        expected = f"{name} must be in [{least:g}, {below:g})"
-    else:
-        expected = f"{name} must be a {'finite ' if finite else ''}number"
-        expected += f" >= {least:g}" if least is not None else ""
+        return f"{name} must be in [{least:g}, {below:g})"
+    expected = f"{name} must be a {'finite ' if finite else ''}number"
+    expected += f" >= {least:g}" if least is not None else ""
+    expected += f" > {above:g}" if above is not None else ""
+    return expected
+
+
+def _checked_number(
+    expected: str,
+    value: Any,
+    least: float | None,
+    below: float | None,
+    above: float | None,
+    finite: bool,
+    error: type[VisionKitError],
+    hint: str,
+) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise error(f"{expected}, got {describe(value)}")
+        raise error(f"{expected}, got {describe(value)}{_hint(hint)}")
     number = float(value)
     if math.isnan(number) or (finite and math.isinf(number)):
-        raise error(f"{expected}, got {number}")
-    if (least is not None and number < least) or (below is not None and number >= below):
-        raise error(f"{expected}, got {number}")
+        raise error(f"{expected}, got {number}{_hint(hint)}")
+    if (
+        (least is not None and number < least)
+        or (below is not None and number >= below)
+        or (above is not None and number <= above)
+    ):
+        raise error(f"{expected}, got {number}{_hint(hint)}")
     return number
 
 
 def check_fraction(name: str, value: Any) -> float:
     """A fraction in ``[0, 1)``, e.g. a share of samples held out or a dropout probability."""
     return check_number(name, value, least=0.0, below=1.0)
+
+
+def check_items(
+    name: str,
+    value: Any,
+    *,
+    lengths: tuple[int, ...],
+    what: str,
+    error: type[VisionKitError] = ConfigurationError,
+) -> tuple[Any, ...]:
+    """The items of a list, tuple or array ``value``, as a tuple of one of ``lengths``.
+
+    Only the container is checked (not a ``str``, ``bytes``, mapping, set or scalar); check
+    each item with :func:`check_int` or :func:`check_number`. ``what`` describes the items,
+    e.g. ``"(height, width)"``.
+
+    Example:
+        >>> check_items("size", [28, 28], lengths=(2,), what="(height, width)")
+        (28, 28)
+        >>> check_items("size", 28, lengths=(2,), what="(h, w)")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        visionkit.exceptions.ConfigurationError: size must be a sequence of 2 ..., got 28 (int)
+    """
+    count = " or ".join(str(n) for n in lengths)
+    expected = f"{name} must be a sequence of {count} values {what}"
+    unordered = (str, bytes, bytearray, Mapping, Set)
+    if isinstance(value, unordered) or not isinstance(value, Iterable):
+        raise error(f"{expected}, got {describe(value)}")
+    try:
+        items = tuple(value)
+    except (TypeError, ValueError, RuntimeError):  # e.g. a 0-d array or tensor
+        raise error(f"{expected}, got {describe(value)}") from None
+    if len(items) not in lengths:
+        raise error(f"{expected}, got {len(items)} values: {describe(value)}")
+    return items
 
 
 def check_bool(name: str, value: Any) -> bool:
@@ -134,6 +266,67 @@ def check_path(name: str, value: Any) -> Path:
     raise ConfigurationError(
         f"{name} must be a path (a str or pathlib.Path), got {describe(value)}"
     )
+
+
+def check_file_name(name: str, value: Any, *, example: str, folder: str) -> str:
+    """A plain file name (no folder part, not absolute, not ``"."`` or ``".."``) as a ``str``.
+
+    ``example`` is a valid name to suggest and ``folder`` the argument that holds folders, so
+    ``"a/b.csv"`` or ``"/abs.csv"`` cannot write outside the folder the caller chose.
+
+    Example:
+        >>> check_file_name("name", "a/b.csv", example="m.csv", folder="dir")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        visionkit.exceptions.ConfigurationError: name must be a plain file name ... 'a/b.csv' (str)
+    """
+    if not isinstance(value, str) or not _plain_name(value):
+        raise ConfigurationError(_not_plain(name, value, example, folder, "file name"))
+    return value
+
+
+def check_name_template(name: str, value: Any, *, example: str, folder: str) -> str:
+    """A ``str.format`` template of a plain file name, e.g. ``"epoch{epoch:03.0f}"``.
+
+    Its literal text must make a plain file name (see :func:`check_file_name`); the
+    replacement fields may name any key, ``"{train/loss:.4f}"`` included, as they are
+    filled with numbers.
+
+    Example:
+        >>> check_name_template("name", "../e{epoch}", example="e{epoch}", folder="dir")
+        ... # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        visionkit.exceptions.ConfigurationError: name must be a plain file name template ...
+    """
+    if not isinstance(value, str):
+        raise ConfigurationError(_not_plain(name, value, example, folder, "file name template"))
+    try:
+        parts = list(string.Formatter().parse(value))
+    except ValueError as error:
+        raise ConfigurationError(
+            f"{name} must be a format template such as {example!r}, got {value!r}: {error} "
+            "(write a literal brace as '{{' or '}}')"
+        ) from None
+    literal = "".join(text + ("x" if field is not None else "") for text, field, _, _ in parts)
+    if not _plain_name(literal):
+        raise ConfigurationError(_not_plain(name, value, example, folder, "file name template"))
+    return value
+
+
+def _plain_name(value: str) -> bool:
+    return value not in ("", ".", "..") and "\x00" not in value and Path(value).name == value
+
+
+def _not_plain(name: str, value: Any, example: str, folder: str, what: str) -> str:
+    return (
+        f"{name} must be a plain {what} such as {example!r} (no folder part: "
+        f"put folders in {folder}), got {describe(value)}"
+    )
+
+
+def _hint(hint: str) -> str:
+    return f": {hint}" if hint else ""
 
 
 def _bounds(least: int | None, most: int | None) -> str:

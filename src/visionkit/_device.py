@@ -6,24 +6,38 @@ from typing import Any
 
 import torch
 
+from visionkit._checks import describe
 from visionkit.exceptions import ConfigurationError
 
 __all__ = ["move_to_device", "resolve_device"]
+
+_CHOICES = "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """Turn ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"mps"`` into a device.
 
-    ``"auto"`` picks CUDA if available, then Apple's MPS, then the CPU. Asking for a device
-    that is not available raises :class:`~visionkit.ConfigurationError` instead of failing
-    later inside torch.
+    ``"auto"`` picks CUDA if available, then Apple's MPS, then the CPU. A ``torch.device``
+    of those types is accepted too. Anything else (``None``, ``"meta"``, which holds no
+    data and would erase a model's weights, ``"cpu:1"`` or a CUDA index beyond the visible
+    GPUs) raises :class:`~visionkit.ConfigurationError` instead of failing later inside
+    torch. ``"cpu:0"`` means ``"cpu"``.
 
     Example:
         >>> resolve_device("cpu")
         device(type='cpu')
+        >>> resolve_device("meta")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        visionkit.exceptions.ConfigurationError: device 'meta' is not supported: ...
     """
     if isinstance(device, torch.device):
         chosen = device
+    elif not isinstance(device, str):
+        raise ConfigurationError(
+            f"device must be 'auto', 'cpu', 'cuda', 'cuda:N', 'mps' or a torch.device, got "
+            f"{describe(device)}: pass device='auto' to use the best one available"
+        )
     elif device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -33,19 +47,41 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     else:
         try:
             chosen = torch.device(device)
-        except RuntimeError as error:
+        except (RuntimeError, ValueError, TypeError) as error:
+            raise ConfigurationError(f"unknown device {device!r}: use {_CHOICES}") from error
+    shown = repr(str(device))  # 'meta', for a string or a torch.device alike
+    if chosen.type not in ("cpu", "cuda", "mps"):
+        raise ConfigurationError(
+            f"device {shown} is not supported: visionkit runs on the CPU, CUDA or MPS, "
+            f"use {_CHOICES}"
+        )
+    if chosen.type == "cpu":
+        if chosen.index not in (None, 0):
             raise ConfigurationError(
-                f"unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
-            ) from error
-    if chosen.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigurationError(
-            f"device {device!r} was requested but CUDA is not available here: "
-            "use device='auto' or 'cpu'"
-        )
-    if chosen.type == "mps" and not _mps_available():
-        raise ConfigurationError(
-            f"device {device!r} was requested but MPS is not available: use 'auto' or 'cpu'"
-        )
+                f"device {shown} does not exist: there is one CPU device, use device='cpu'"
+            )
+        return torch.device("cpu")
+    if chosen.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigurationError(
+                f"device {shown} was requested but CUDA is not available here: "
+                "use device='auto' or 'cpu'"
+            )
+        count = torch.cuda.device_count()
+        if chosen.index is not None and chosen.index >= count:
+            raise ConfigurationError(
+                f"device {shown} was requested but only {count} CUDA device(s) are "
+                f"visible (cuda:0 to cuda:{count - 1}): use device='cuda' or one of those"
+            )
+    if chosen.type == "mps":
+        if not _mps_available():
+            raise ConfigurationError(
+                f"device {shown} was requested but MPS is not available: use 'auto' or 'cpu'"
+            )
+        if chosen.index not in (None, 0):
+            raise ConfigurationError(
+                f"device {shown} does not exist: there is one MPS device, use device='mps'"
+            )
     return chosen
 
 

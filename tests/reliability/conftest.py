@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+sys.path.insert(0, str(Path(__file__).parent))  # the fuzz tests share fuzzing.py
 
 COUNTS_ENV = "VISIONKIT_RELIABILITY_COUNTS"
 _counts: Counter[str] = Counter()

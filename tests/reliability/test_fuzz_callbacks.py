@@ -7,9 +7,8 @@ random run of metrics: ``EarlyStopping`` stops exactly when patience runs out,
 ``Trainer`` constructor arguments that it validates are fuzzed together with a tiny
 ``fit``. Each checked example is counted as ``fuzz_cases.<target>``.
 
-The ``xfail`` tests at the end pin bugs the fuzzing found in files other people own
-(``ModelCheckpoint``, the ``Trainer`` constructor, device parsing, ``image_folder``);
-they pass as soon as those are fixed.
+The tests at the end pin bugs the fuzzing found in ``ModelCheckpoint``, the ``Trainer``
+constructor, device parsing and ``image_folder``.
 """
 
 from __future__ import annotations
@@ -17,9 +16,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import operator
-import warnings
-from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -27,7 +23,8 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from hypothesis import event, given
+from fuzzing import Count, arguments, as_int, as_real, checked, expect_clean, is_bool
+from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -46,70 +43,8 @@ from visionkit.data import TensorImageDataset, image_folder
 from visionkit.models import create_model
 from visionkit.training import History
 
-Count = Callable[..., None]
 HOSTILE = [None, "1", b"x", [], {}, object(), 1 + 1j]
 BOOLS = (st.booleans() | st.just(np.bool_(True)), st.sampled_from(["no", 1, 0, None, "True"]))
-
-
-def expect_clean(call: Callable[[], Any], *documented: type[BaseException]) -> tuple[bool, Any]:
-    """``(True, result)``, or ``(False, error)`` for a clear refusal; anything else fails."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", UserWarning)
-        warnings.simplefilter("error", RuntimeWarning)
-        try:
-            result = call()
-        except (VisionKitError, *documented) as error:
-            message = str(error).strip()
-            assert len(message) >= 20, f"uninformative {type(error).__name__}: {message!r}"  # noqa: PT017
-            event("refused")
-            return False, error
-    event("accepted")
-    return True, result
-
-
-def checked(count: Count, target: str) -> None:
-    count("fuzz_cases")
-    count(f"fuzz_cases.{target}")
-
-
-def arguments(
-    **pairs: tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]],
-) -> st.SearchStrategy[dict[str, Any]]:
-    """Keyword arguments: all valid half the time, else one of them (or all) from bad values."""
-    names = list(pairs)
-
-    @st.composite
-    def draw_arguments(draw: st.DrawFn) -> dict[str, Any]:
-        broken = (
-            ()
-            if draw(st.booleans())
-            else draw(st.sampled_from([*[(name,) for name in names], tuple(names)]))
-        )
-        return {
-            name: draw(pairs[name][1] if name in broken else pairs[name][0], label=name)
-            for name in names
-        }
-
-    return draw_arguments()
-
-
-def as_int(value: Any) -> int | None:
-    if isinstance(value, (bool, np.bool_)):
-        return None
-    try:
-        return operator.index(value)
-    except TypeError:
-        return None
-
-
-def as_real(value: Any) -> float | None:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
-        return None
-    return float(value)
-
-
-def is_bool(value: Any) -> bool:
-    return isinstance(value, (bool, np.bool_))
 
 
 MONITORS = (
@@ -203,7 +138,7 @@ def test_early_stopping(args: dict[str, Any], values: list[float], count: Count)
     )
 )
 def test_model_checkpoint_constructor(args: dict[str, Any], count: Count) -> None:
-    """Only the arguments ``ModelCheckpoint`` refuses cleanly (the others: xfail below)."""
+    """Out-of-range counts and monitors (wrong types: ``test_model_checkpoint_refuses``)."""
     ok, callback = expect_clean(lambda: ModelCheckpoint(**args))
     monitor = args["monitor"] if args["monitor"] is not None else "val_loss"
     valid = (
@@ -400,7 +335,10 @@ def tiny_data() -> TensorImageDataset:
         accumulate_grad_batches=(st.integers(1, 3), st.integers(-1, 0)),
         scheduler_interval=(st.sampled_from(["epoch", "step"]), st.sampled_from(["batch", None])),
         log_every_n_steps=(st.none() | st.integers(1, 3), st.integers(-1, 0)),
-        gradient_clip_val=(st.none() | st.floats(0.1, 5), st.none()),  # bad values: xfail
+        gradient_clip_val=(
+            st.none() | st.floats(0.1, 5),
+            st.sampled_from([0.0, -1.0, math.nan, math.inf, "1"]),
+        ),
         seed=(st.integers(0, 2**32) | st.just(-1), st.sampled_from(["x", 1.5, None, 2**65])),
         device=(
             st.sampled_from(["cpu", torch.device("cpu")]),
@@ -425,16 +363,18 @@ def test_trainer_arguments(
         and args["accumulate_grad_batches"] >= 1
         and args["scheduler_interval"] in ("epoch", "step")
         and (args["log_every_n_steps"] is None or args["log_every_n_steps"] >= 1)
+        and isinstance(args["gradient_clip_val"], (float, type(None)))
+        and (args["gradient_clip_val"] is None or 0 < args["gradient_clip_val"] < math.inf)
+        and as_int(args["seed"]) is not None
+        and -(2**63) <= args["seed"] < 2**64
         and args["device"] in ("cpu", torch.device("cpu"))
     )
     assert ok == valid, f"Trainer({args}): {trainer!r}"
-    if ok:  # the seed and the batch size are checked when training starts
+    if ok:  # the batch size is checked when training starts
         done, history = expect_clean(
             lambda: trainer.fit(tiny_data, tiny_data, batch_size=batch_size)
         )
-        seed = as_int(args["seed"])
-        fit_valid = seed is not None and -(2**63) <= seed < 2**64
-        fit_valid = fit_valid and as_int(batch_size) is not None and batch_size >= 1
+        fit_valid = as_int(batch_size) is not None and batch_size >= 1
         assert done == fit_valid, f"fit(batch_size={batch_size!r}) with {args}: {history!r}"
         if done:
             steps_per_epoch = math.ceil(
@@ -451,17 +391,11 @@ def test_trainer_arguments(
     checked(count, "trainer")
 
 
-# --------------------------------------------------------------------------- xfail: not ours
+# --------------------------------------------------------------------------- found by fuzzing
 def _model() -> torch.nn.Module:
     return create_model("mlp", in_features=4, hidden=[], num_classes=2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="training/trainer.py: Trainer(...) does not validate these arguments; nan/1.5 "
-    "epochs train 0 or 2 epochs, max_time=-1 trains nothing, a negative or nan "
-    "gradient_clip_val reverses or poisons the gradients, others fail later; reported",
-)
 @pytest.mark.parametrize(
     "kwargs",
     [
@@ -487,7 +421,7 @@ def _model() -> torch.nn.Module:
         {"log_every_n_steps": math.nan},
         {"top_k": (0,)},
         {"top_k": ("a",)},
-        {"top_k": 5},
+        {"top_k": 0},  # a single k >= 1 is accepted as (k,)
         {"monitor": 3},
         {"default_root_dir": None},
         {"callbacks": [3]},
@@ -502,22 +436,12 @@ def test_trainer_constructor_refuses(kwargs: dict[str, Any]) -> None:
         Trainer(_model(), device="cpu", enable_progress_bar=False, **kwargs)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_device.py resolve_device: None raises torch's TypeError, 'meta' and 'cpu:1' "
-    "are accepted (a Trainer on 'meta' erases the model's weights); reported",
-)
 @pytest.mark.parametrize("device", [None, "meta", "cpu:1"], ids=repr)
 def test_trainer_refuses_devices_it_cannot_train_on(device: Any) -> None:
     with pytest.raises(ConfigurationError):
         Trainer(_model(), device=device, enable_progress_bar=False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="callbacks/checkpoint.py: ModelCheckpoint accepts non-integer or nan counts and "
-    "non-string file names, and dirpath=3 raises Path's TypeError; reported",
-)
 @pytest.mark.parametrize(
     "kwargs",
     [
@@ -548,11 +472,6 @@ def small_folder(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="data/folder.py: image_folder lets Python/pathlib errors through for these "
-    "(ValueError unpacking splits, KeyError 'train', TypeError, AttributeError); reported",
-)
 @pytest.mark.parametrize(
     "kwargs",
     [

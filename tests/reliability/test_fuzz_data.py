@@ -13,10 +13,6 @@ from __future__ import annotations
 
 import gzip
 import math
-import numbers
-import operator
-import warnings
-from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -24,14 +20,16 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from hypothesis import event, given
+from fuzzing import Count, Pair, arguments, as_int, as_real, checked, expect_clean
+from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 from torchvision.transforms import v2
 
-from visionkit import VisionKitError
+from visionkit import ConfigurationError
 from visionkit.data import (
     DataSplits,
+    ImageFolderDataset,
     InMemoryLoader,
     SeededSampler,
     TensorImageDataset,
@@ -49,54 +47,12 @@ from visionkit.data._splits import in_memory_splits, split_in_place
 from visionkit.data.presets import ToFloatTensor, preprocess_from_transform
 from visionkit.predict import Preprocess
 
-Count = Callable[..., None]
 SEED_LOW, SEED_HIGH = -(2**63), 2**64 - 1
 # Values no numeric argument should take, each with a type of its own.
 HOSTILE = [None, "1", "", b"x", [], {}, (1,), object(), 1 + 1j, True, False, np.bool_(True)]
 
 
 # --------------------------------------------------------------------------- helpers
-def expect_clean(call: Callable[[], Any], *documented: type[BaseException]) -> tuple[bool, Any]:
-    """``(True, result)``, or ``(False, error)`` for a clear refusal; anything else fails.
-
-    A refusal is a :class:`VisionKitError` (or one of ``documented``) whose message says
-    something: warnings raised as errors too, so a lossy cast cannot pass silently.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", UserWarning)
-        warnings.simplefilter("error", RuntimeWarning)
-        try:
-            result = call()
-        except (VisionKitError, *documented) as error:
-            message = str(error).strip()
-            assert len(message) >= 20, f"uninformative {type(error).__name__}: {message!r}"  # noqa: PT017
-            event("refused")
-            return False, error
-    event("accepted")
-    return True, result
-
-
-def checked(count: Count, target: str) -> None:
-    """Record one example of ``target`` whose checks all passed."""
-    count("fuzz_cases")
-    count(f"fuzz_cases.{target}")
-
-
-def as_int(value: Any) -> int | None:
-    """The integer ``value`` stands for (NumPy and 0-d tensor integers too), else ``None``."""
-    if isinstance(value, (bool, np.bool_)):
-        return None
-    try:
-        return operator.index(value)
-    except TypeError:
-        return None
-
-
-def as_real(value: Any) -> float | None:
-    """``value`` as a float if it is a real number (not a bool), else ``None``."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        return None
-    return float(value)
 
 
 def valid_fraction(value: Any) -> bool:
@@ -109,38 +65,11 @@ def valid_seed(value: Any) -> bool:
     return seed is not None and SEED_LOW <= seed <= SEED_HIGH
 
 
-Pair = tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]
-"""Strategies of the valid values of an argument, and of values it must refuse."""
-
-
 def mostly(
     valid: st.SearchStrategy[Any], invalid: st.SearchStrategy[Any]
 ) -> st.SearchStrategy[Any]:
     """``valid`` three times in four."""
     return st.one_of(valid, valid, valid, invalid)
-
-
-def arguments(**pairs: Pair) -> st.SearchStrategy[dict[str, Any]]:
-    """Keyword arguments: all valid half the time, else one of them (or all) from bad values.
-
-    So a call with many arguments still succeeds often enough for its result to be checked,
-    and each refusal can be traced to the argument that caused it.
-    """
-    names = list(pairs)
-
-    @st.composite
-    def draw_arguments(draw: st.DrawFn) -> dict[str, Any]:
-        broken = (
-            ()
-            if draw(st.booleans())
-            else draw(st.sampled_from([*[(name,) for name in names], tuple(names)]))
-        )
-        return {
-            name: draw(pairs[name][1] if name in broken else pairs[name][0], label=name)
-            for name in names
-        }
-
-    return draw_arguments()
 
 
 FRACTIONS: Pair = (
@@ -1059,18 +988,20 @@ def test_preprocess_images(spec: Preprocess, image: Any, count: Count) -> None:
 @given(
     spec=preprocess_specs(),
     image=st.one_of(
-        arrays(min_dims=2, max_dims=3, min_side=1),  # NumPy: H x W (x C)
-        arrays(min_dims=1, max_dims=5, min_side=1).map(torch.from_numpy),
+        arrays(min_dims=0, max_dims=5, min_side=0),  # NumPy: H x W (x C), or not an image
+        arrays(min_dims=0, max_dims=5, min_side=0).map(torch.from_numpy),
     ),
 )
 def test_preprocess_refuses_what_is_not_an_image(
     spec: Preprocess, image: Any, count: Count
 ) -> None:
-    # Zero-size images and NumPy arrays of other than 2 or 3 dimensions are left out: the
-    # Preprocess mishandles them (the xfail tests in test_fuzz_predict.py, reported).
+    # Zero-size images and arrays of other than 2 or 3 dimensions included: they were
+    # mishandled until fixed (see the Preprocess tests at the end of test_fuzz_predict.py).
     ok, result = expect_clean(lambda: spec(image))
     if ok:
         assert image.dtype in (np.uint8, torch.uint8), "only uint8 pixels are raw images"
+        assert image.ndim in (2, 3), "an image has 2 or 3 dimensions"
+        assert all(image.shape), "an image has pixels"
         assert result.dtype == torch.float32
         assert result.shape[0] == spec.channels
         assert bool(torch.isfinite(result).all())
@@ -1113,13 +1044,14 @@ def test_image_folder_arguments(args: dict[str, Any], image_root: Path, count: C
         image_root, val_fraction=fraction, seed=seed, mode=mode, splits=splits, names=names
     )
     ok, result = expect_clean(call)
-    holds_out = bool(fraction)  # a falsy fraction means no split
+    holds_out = valid_fraction(fraction) and float(fraction) > 0  # 0 means no split
     valid = (
         mode in ("RGB", "L")
         and splits[1] != "nope"
         and names in (None, {"cat": "Cat", "dog": "Dog"})
         and not (holds_out and splits[1] is not None)  # a fraction and a validation folder
-        and (not holds_out or (valid_fraction(fraction) and valid_seed(seed)))
+        and valid_fraction(fraction)  # checked even with no split: None or "" is a mistake
+        and valid_seed(seed)
     )
     assert ok == valid, f"{fraction!r}, {seed!r}, {mode!r}, {splits}, {names}: {result!r}"
     if ok:
@@ -1133,6 +1065,45 @@ def test_image_folder_arguments(args: dict[str, Any], image_root: Path, count: C
         assert image.shape == (1 if mode == "L" else 3, 4, 5)
         assert label in (0, 1)
     checked(count, "image_folder")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"splits": ("train",)},
+        {"splits": None},
+        {"splits": "train"},
+        {"splits": (None, None, None)},
+        {"splits": ("../", None, None)},
+        {"splits": ("train", "..", None)},
+        {"splits": ("train", None, "/tmp")},
+        {"splits": ("train/cat", None, None)},
+        {"splits": ("train", 3, None)},
+        {"names": 3},
+        {"names": b"names.json"},
+        {"root": None},
+        {"root": 3},
+        {"preprocess": 3},
+        {"train_transform": 3},
+        {"val_fraction": None},
+        {"val_fraction": ""},
+        {"val_fraction": []},
+        {"seed": None},
+        {"verify": "no"},
+    ],
+    ids=lambda bad: ",".join(f"{k}={v!r}" for k, v in bad.items()),
+)
+def test_image_folder_refuses_bad_arguments_up_front(image_root: Path, bad: dict[str, Any]) -> None:
+    # Found by fuzzing: these failed deep inside (ValueError, TypeError, KeyError,
+    # AttributeError), or, for "../", scanned the folders beside the root.
+    arguments = {"root": image_root, "splits": ("train", None, None), **bad}
+    with pytest.raises(ConfigurationError, match=r"must be|must name"):
+        image_folder(**arguments)
+
+
+def test_image_folder_dataset_refuses_class_folders_outside_the_root(image_root: Path) -> None:
+    with pytest.raises(ConfigurationError, match=r"plain folder name"):
+        ImageFolderDataset(image_root / "train", class_folders=["cat", "../valid/dog"])
 
 
 # --------------------------------------------------------------------------- loaders

@@ -6,32 +6,30 @@ valid class names, the same answer twice) or the call raises a
 random arguments either refuse them clearly or give outputs of shape
 ``(N, num_classes)``. Each checked example is counted as ``fuzz_cases.<target>``.
 
-The ``xfail`` tests at the end pin bugs the fuzzing found in files other people own
-(the image readers behind ``Preprocess``); they pass as soon as those are fixed.
+The tests at the end pin bugs the fuzzing found in ``Preprocess`` and the image readers
+behind it (zero-size and non-image arrays, unconvertible modes, bad fields); they were
+``xfail`` until those were fixed.
 """
 
 from __future__ import annotations
 
 import math
-import operator
-import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import event, given, settings
+from fuzzing import Count, arguments, as_int, checked, expect_clean
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 from torch import nn
 
-from visionkit import ConfigurationError, DataError, Prediction, Predictor, VisionKitError
+from visionkit import ConfigurationError, DataError, Prediction, Predictor
 from visionkit.models import create_model, list_models, model_spec
 from visionkit.predict import Preprocess, load_checkpoint, make_checkpoint, save_checkpoint
 
-Count = Callable[..., None]
 CLASSES = ["ant", "bee", "cat", "dog", "eel"]
 MODES = ["1", "L", "LA", "P", "RGB", "RGBA", "I", "F", "CMYK"]
 DTYPES = [
@@ -47,36 +45,6 @@ DTYPES = [
     np.complex64,
 ]
 HOSTILE = [None, "1", b"x", [], {}, object(), 1 + 1j, True, False, 1.5, float("nan")]
-
-
-def expect_clean(call: Callable[[], Any], *documented: type[BaseException]) -> tuple[bool, Any]:
-    """``(True, result)``, or ``(False, error)`` for a clear refusal; anything else fails."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", UserWarning)
-        warnings.simplefilter("error", RuntimeWarning)
-        try:
-            result = call()
-        except (VisionKitError, *documented) as error:
-            message = str(error).strip()
-            assert len(message) >= 20, f"uninformative {type(error).__name__}: {message!r}"  # noqa: PT017
-            event("refused")
-            return False, error
-    event("accepted")
-    return True, result
-
-
-def checked(count: Count, target: str) -> None:
-    count("fuzz_cases")
-    count(f"fuzz_cases.{target}")
-
-
-def as_int(value: Any) -> int | None:
-    if isinstance(value, (bool, np.bool_)):
-        return None
-    try:
-        return operator.index(value)
-    except TypeError:
-        return None
 
 
 # --------------------------------------------------------------------------- predictors
@@ -266,27 +234,6 @@ def test_predictor_inputs(
         again = predictor.predict(inputs, top_k=top_k, batch_size=batch_size)
         assert again == result, "the same input gives the same answer"
     checked(count, "predictor")
-
-
-def arguments(
-    **pairs: tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]],
-) -> st.SearchStrategy[dict[str, Any]]:
-    """Keyword arguments: all valid half the time, else one of them (or all) from bad values."""
-    names = list(pairs)
-
-    @st.composite
-    def draw_arguments(draw: st.DrawFn) -> dict[str, Any]:
-        broken = (
-            ()
-            if draw(st.booleans())
-            else draw(st.sampled_from([*[(name,) for name in names], tuple(names)]))
-        )
-        return {
-            name: draw(pairs[name][1] if name in broken else pairs[name][0], label=name)
-            for name in names
-        }
-
-    return draw_arguments()
 
 
 @given(
@@ -559,15 +506,10 @@ def test_plots(
     checked(count, "plots")
 
 
-# --------------------------------------------------------------------------- xfail: not ours
+# --------------------------------------------------------------- Preprocess: once xfail, fixed
 GREY = Preprocess(mode="L", size=(8, 8))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="predict/_images.py: zero-size images are resized to a blank image instead of "
-    "being refused (silent wrong answer); reported, not ours to fix",
-)
 @pytest.mark.parametrize(
     "image",
     [
@@ -583,11 +525,6 @@ def test_preprocess_refuses_empty_images(image: Any) -> None:
         GREY(image)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="predict/_images.py: _ready_array reads image.shape[2] of 0-d/1-d arrays "
-    "(IndexError) and passes 4-d arrays to permute (RuntimeError); reported",
-)
 @pytest.mark.parametrize(
     "image",
     [np.array(7, dtype=np.uint8), np.zeros(5, np.uint8), np.zeros((8, 8, 1, 2), np.uint8)],
@@ -598,11 +535,6 @@ def test_preprocess_refuses_arrays_that_are_not_images(image: np.ndarray) -> Non
         GREY(image)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="predict/checkpoint.py: Preprocess does not validate its fields; bad sizes fail "
-    "later inside torchvision/PIL, or give empty or non-finite output silently; reported",
-)
 @pytest.mark.parametrize(
     "fields",
     [
@@ -625,23 +557,40 @@ def test_preprocess_validates_its_fields(fields: dict[str, Any]) -> None:
         Preprocess(mode="L", **fields)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="predict/_images.py: PIL's ValueError for a mode it cannot convert ('LAB' to "
-    "'L', 'La') passes through instead of a DataError; reported",
-)
-@pytest.mark.parametrize("mode", ["LAB", "La"])
-def test_preprocess_unconvertible_modes_are_data_errors(mode: str) -> None:
-    with pytest.raises(DataError):
-        GREY(Image.new(mode, (4, 4)))
+def test_preprocess_unconvertible_modes_are_data_errors() -> None:
+    with pytest.raises(DataError, match=r"'LAB' to 'L'.*ImageCms"):
+        GREY(Image.new("LAB", (4, 4)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="predict/_images.py: load_image passes a number, None, a list or bytes to "
-    "Path() (TypeError 'expected str, bytes or os.PathLike'); reported",
-)
+@pytest.mark.parametrize(("mode", "via"), [("La", "LA"), ("RGBa", "RGBA")])
+def test_preprocess_converts_premultiplied_alpha_like_the_straight_mode(
+    mode: str, via: str
+) -> None:
+    image = Image.new(mode, (4, 4), (200, 100) if mode == "La" else (200, 100, 50, 100))
+    for spec in (GREY, Preprocess(mode="RGB", size=(8, 8))):
+        assert torch.equal(spec.to_uint8(image), spec.to_uint8(image.convert(via)))
+
+
 @pytest.mark.parametrize("value", [5, None, [[0]], b"image.png"], ids=repr)
 def test_preprocess_refuses_non_images(value: Any) -> None:
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match=r"expected an image: a file path .* uint8 tensor"):
         GREY(value)
+
+
+def test_preprocess_keeps_accepting_what_checkpoints_hold() -> None:
+    spec = Preprocess(
+        mode="RGB",
+        size=np.array([28, 28]),
+        mean=[np.float32(0.5)],  # one value for every channel, as Normalize broadcasts it
+        std=torch.tensor([0.25, 0.5, 1.0]),
+    )
+    assert spec.size == (28, 28)
+    assert type(spec.size[0]) is int
+    assert spec.mean == (0.5,)
+    assert spec.std == (0.25, 0.5, 1.0)
+    assert Preprocess.from_dict(spec.to_dict()) == spec
+    stored = {"mode": "L", "size": [8, 8], "resize": None, "center_crop": None}
+    assert Preprocess.from_dict({**stored, "mean": [0.1307], "std": [0.3081]}).size == (8, 8)
+    assert Preprocess.from_dict({"mode": "RGB", "resize": 256, "center_crop": 224}) == Preprocess(
+        resize=256, center_crop=224
+    )

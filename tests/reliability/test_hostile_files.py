@@ -36,6 +36,7 @@ import stat
 import struct
 import sys
 import tarfile
+import tracemalloc
 import warnings
 import zipfile
 import zlib
@@ -57,6 +58,7 @@ from visionkit.data import (
     TensorImageDataset,
     _archives,
     cifar10,
+    read_idx,
 )
 from visionkit.data._archives import extract_tar
 from visionkit.models import create_model
@@ -866,6 +868,82 @@ def test_cifar10_extracts_the_real_sample_batches(area: Path, cifar_batches_dir:
     assert data.test.targets[:10].tolist() == [6, 9, 9, 4, 1, 1, 2, 7, 8, 3]
     assert data.test.images[0, 0, 0, :6].tolist() == [59, 43, 50, 68, 98, 119]
     assert data.classes == CIFAR10_CLASSES
+
+
+# ----------------------------------------------------------------- gzip bombs (IDX)
+IDX_HEADER_10_DIGITS = bytes([0, 0, 8, 3, 0, 0, 0, 10, 0, 0, 0, 28, 0, 0, 0, 28])
+
+
+def _gzip_bomb(path: Path, header: bytes, zeros: int) -> Path:
+    """A valid gzip file of ``header`` and ``zeros`` zero bytes, made in about a second.
+
+    Each 8 MiB of zeros ends with a full flush, which resets the compressor, so they all
+    compress to the same bytes: compress once, write many times (about 1 MB per GiB).
+    """
+    chunk = bytes(8 << 20)
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)  # raw deflate: gzip framing below
+    head = compressor.compress(header) + compressor.flush(zlib.Z_FULL_FLUSH)
+    piece = compressor.compress(chunk) + compressor.flush(zlib.Z_FULL_FLUSH)
+    crc = zlib.crc32(header)
+    for _ in range(zeros // len(chunk)):
+        crc = zlib.crc32(chunk, crc)
+    with path.open("wb") as handle:
+        handle.write(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff" + head)
+        for _ in range(zeros // len(chunk)):
+            handle.write(piece)
+        handle.write(compressor.flush())
+        handle.write(struct.pack("<II", crc, (len(header) + zeros) & 0xFFFFFFFF))
+    return path
+
+
+@contextlib.contextmanager
+def _peak_memory() -> Iterator[list[int]]:
+    """The peak of traced allocations (NumPy's included) in the block, in bytes."""
+    peak: list[int] = []
+    tracemalloc.start()
+    try:
+        yield peak
+    finally:
+        peak.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+
+
+def test_gzip_bomb_idx_is_refused_without_inflating_it(tmp_path: Path, count: Count) -> None:
+    # 10 MNIST images announced, 2 GiB of zeros behind them, in a ~2 MB file.
+    path = _gzip_bomb(tmp_path / "train-images-idx3-ubyte.gz", IDX_HEADER_10_DIGITS, 2 << 30)
+    assert path.stat().st_size < 4 << 20
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with _peak_memory() as peak, pytest.raises(DataError, match="longer than its header") as info:
+        read_idx(path)
+    assert str(path) in str(info.value)
+    assert "(10, 28, 28)" in str(info.value)
+    assert peak[0] < 200 << 20, f"peak {peak[0] >> 20} MiB while refusing a gzip bomb"
+    rss_growth_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before
+    assert rss_growth_kib < 200 << 10
+    count("hostile_archives")
+
+
+def test_gzip_idx_announcing_more_than_it_can_hold_is_refused_before_allocating(
+    tmp_path: Path, count: Count
+) -> None:
+    header = bytes([0, 0, 8, 3]) + struct.pack(">III", 2**31, 2**31, 2**31)  # 2**93 bytes
+    path = tmp_path / "t10k-images-idx3-ubyte.gz"
+    path.write_bytes(_gzip(header + bytes(4096)))
+    with _peak_memory() as peak, pytest.raises(DataError, match="inflates to at most") as info:
+        read_idx(path)
+    assert str(path) in str(info.value)
+    assert peak[0] < 10 << 20
+    count("hostile_archives")
+
+
+def test_real_gzipped_idx_files_still_load(tmp_path: Path) -> None:
+    images = np.arange(10 * 28 * 28, dtype=np.uint32).astype(np.uint8).reshape(10, 28, 28)
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(_gzip(IDX_HEADER_10_DIGITS + images.tobytes()))
+    assert np.array_equal(read_idx(path).numpy(), images)
+    path.write_bytes(_gzip(IDX_HEADER_10_DIGITS + images.tobytes() + b"\0"))
+    with pytest.raises(DataError, match="longer than its header"):
+        read_idx(path)
 
 
 # =================================================================== hostile images

@@ -6,6 +6,13 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from visionkit._checks import (
+    check_bool,
+    check_int,
+    check_name_template,
+    check_optional_int,
+    check_path,
+)
 from visionkit.callbacks.base import Batch, Mode, MonitorCallback, StepOutput
 from visionkit.exceptions import ConfigurationError
 from visionkit.predict.checkpoint import TEMP_SUFFIX
@@ -36,12 +43,18 @@ class ModelCheckpoint(MonitorCallback):
         save_last: Also write ``last.ckpt`` after every epoch (for resuming).
         filename: Name template of the best files, formatted with the epoch's metrics,
             e.g. ``"epoch{epoch:03.0f}-{val_loss:.4f}"``; default ``"best"`` when
-            ``save_top_k == 1``, else ``"epoch{epoch:03.0f}-{<monitor>:.4f}"``.
+            ``save_top_k == 1``, else ``"epoch{epoch:03.0f}-{<monitor>:.4f}"``. A plain
+            name: folders go in ``dirpath``.
         every_n_epochs: Consider saving only every N epochs.
         every_n_train_steps: Also write ``last.ckpt`` every N optimizer steps, in the middle
             of an epoch, so a run killed mid-epoch resumes from at most N steps back, exactly
             where it was (data order, RNG states and running metrics included).
         verbose: Print a line when a better checkpoint is saved.
+
+    Raises:
+        ConfigurationError: if a count is not an integer in its range (``1.5``, ``True``
+            and NaN included), ``dirpath`` is not a path, or ``filename`` is not a format
+            template of a plain file name (``""``, ``"a/{epoch}"``, ``"/abs"``, ``"{epoch"``).
 
     Example:
         >>> ModelCheckpoint("checkpoints/", monitor="val_accuracy", save_top_k=3).mode
@@ -63,17 +76,30 @@ class ModelCheckpoint(MonitorCallback):
         verbose: bool = False,
     ) -> None:
         super().__init__(monitor or "val_loss", mode=mode, min_delta=min_delta)
-        if save_top_k < -1:
-            raise ConfigurationError(f"save_top_k must be -1, 0 or positive, got {save_top_k}")
-        if every_n_epochs < 1:
-            raise ConfigurationError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
-        if every_n_train_steps is not None and every_n_train_steps < 1:
-            raise ConfigurationError(
-                f"every_n_train_steps must be >= 1 or None, got {every_n_train_steps}"
+        save_top_k = check_int(
+            "save_top_k",
+            save_top_k,
+            least=-1,
+            hint="pass how many best checkpoints to keep (0 keeps none, -1 all)",
+        )
+        every_n_epochs = check_int(
+            "every_n_epochs", every_n_epochs, least=1, hint="pass 1 to consider every epoch"
+        )
+        every_n_train_steps = check_optional_int(
+            "every_n_train_steps",
+            every_n_train_steps,
+            least=1,
+            hint="pass a whole number of steps, or None to save at epoch ends only",
+        )
+        if filename is not None:
+            filename = check_name_template(
+                "filename", filename, example="epoch{epoch:03.0f}-{val_loss:.4f}", folder="dirpath"
             )
+        save_last = check_bool("save_last", save_last)
+        verbose = check_bool("verbose", verbose)
         self._monitor_given = monitor is not None
         self._mode_given = mode
-        self.dirpath = Path(dirpath) if dirpath is not None else None
+        self.dirpath = check_path("dirpath", dirpath) if dirpath is not None else None
         self._dirpath_given = dirpath is not None
         self.save_top_k = save_top_k
         self.save_last = save_last

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import csv
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from visionkit._checks import check_path, describe
+from visionkit._checks import check_file_name, check_path
 from visionkit.callbacks.base import Callback
-from visionkit.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
     from visionkit.training.trainer import Trainer
@@ -42,16 +40,7 @@ class CSVLogger(Callback):
 
     def __init__(self, save_dir: str | os.PathLike[str], *, filename: str = "metrics.csv") -> None:
         folder = check_path("save_dir", save_dir)
-        if (
-            not isinstance(filename, str)
-            or filename in ("", ".", "..")
-            or "\x00" in filename
-            or Path(filename).name != filename
-        ):
-            raise ConfigurationError(
-                f"filename must be a plain file name such as 'metrics.csv' (no folder part: "
-                f"put folders in save_dir), got {describe(filename)}"
-            )
+        filename = check_file_name("filename", filename, example="metrics.csv", folder="save_dir")
         self.path = folder / filename
         self._columns: list[str] = []
 

@@ -15,6 +15,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from visionkit._checks import (
+    check_bool,
+    check_fraction,
+    check_items,
+    check_path,
+    check_seed,
+    describe,
+)
 from visionkit.data._datasets import ClassificationDataset, Sample
 from visionkit.data._splits import DataSplits, split_indices
 from visionkit.data.presets import ToFloatTensor, preprocess_from_transform
@@ -91,10 +99,23 @@ class ImageFolderDataset(ClassificationDataset):
         strict_names: bool = False,
         preprocess: Preprocess | None = None,
     ) -> None:
-        root = _existing_folder(root, "image folder")
+        root = _existing_folder(root, "image folder", "root")
         _check_mode(mode)
+        _check_transform("transform", transform)
+        _check_names(names)
+        verify = check_bool("verify", verify)
+        strict_names = check_bool("strict_names", strict_names)
+        _check_preprocess(preprocess)
         problems: list[str] = []
-        folders = _class_folders(root) if class_folders is None else list(class_folders)
+        if class_folders is None:
+            folders = _class_folders(root)
+        else:
+            if isinstance(class_folders, (str, bytes)) or not isinstance(class_folders, Sequence):
+                raise ConfigurationError(
+                    "class_folders must be None or a list of class folder names, got "
+                    f"{describe(class_folders)}"
+                )
+            folders = [_plain_name(f"class_folders[{i}]", f) for i, f in enumerate(class_folders)]
         reference = "class_folders" if class_folders is not None else None
         samples = _scan_split(root, folders, reference, verify=verify, problems=problems)
         classes = _display_names(folders, names, root, strict=strict_names, problems=problems)
@@ -255,8 +276,17 @@ def image_folder(
         >>> data.classes, data.train.folders, len(data.test)
         (['ten', 'two'], ['10', '2'], 2)
     """
-    root = _existing_folder(root, "data set root")
+    root = _existing_folder(root, "data set root", "root")
     _check_mode(mode)
+    splits = _check_splits(splits)
+    _check_names(names)
+    _check_transform("train_transform", train_transform)
+    _check_transform("eval_transform", eval_transform)
+    val_fraction = check_fraction("val_fraction", val_fraction)
+    seed = check_seed("seed", seed)
+    verify = check_bool("verify", verify)
+    strict_names = check_bool("strict_names", strict_names)
+    _check_preprocess(preprocess)
     if preprocess is None:
         preprocess = preprocess_from_transform(eval_transform, mode=mode)
     train_name, val_name, test_name = splits
@@ -330,8 +360,8 @@ def _scan_all(
     return result, folders, classes
 
 
-def _existing_folder(path: str | os.PathLike[str], what: str) -> Path:
-    folder = Path(path)
+def _existing_folder(path: str | os.PathLike[str], what: str, name: str) -> Path:
+    folder = check_path(name, path)
     if not folder.is_dir():
         state = "is a file, not a folder" if folder.exists() else "does not exist"
         raise DataError(f"{what} {folder} {state}: pass the folder that holds the images")
@@ -339,8 +369,71 @@ def _existing_folder(path: str | os.PathLike[str], what: str) -> Path:
 
 
 def _check_mode(mode: str) -> None:
-    if mode not in _MODES:
-        raise ConfigurationError(f"mode must be 'RGB' or 'L', got {mode!r}")
+    if not isinstance(mode, str) or mode not in _MODES:
+        raise ConfigurationError(f"mode must be 'RGB' or 'L', got {describe(mode)}")
+
+
+def _check_splits(splits: Any) -> tuple[str, str | None, str | None]:
+    """``(train, valid, test)`` folder names: plain names, ``None`` for a missing split."""
+    items = check_items("splits", splits, lengths=(3,), what="(train, valid, test)")
+    if items[0] is None:
+        raise ConfigurationError(
+            f"splits must name the training folder first, got {describe(splits)}: pass e.g. "
+            "splits=('train', None, None); only the validation and test splits may be None"
+        )
+    train, val, test = (
+        None if item is None else _plain_name(f"splits[{i}]", item) for i, item in enumerate(items)
+    )
+    assert train is not None
+    return train, val, test
+
+
+def _plain_name(name: str, value: Any) -> str:
+    """A folder name inside the root: not empty, no separator, not ``.``, ``..`` or absolute."""
+    expected = (
+        f"{name} must be a plain folder name inside the root such as 'train' (no '/' or "
+        "'\\', not '.' or '..', not absolute)"
+    )
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{expected} or None, got {describe(value)}")
+    separators = {"/", "\\", os.sep, *([os.altsep] if os.altsep else [])}
+    if (
+        value in ("", ".", "..")
+        or any(sep in value for sep in separators)
+        or "\x00" in value
+        or Path(value).is_absolute()
+    ):
+        raise ConfigurationError(f"{expected}, got {value!r}: name a folder directly in the root")
+    return value
+
+
+def _check_names(names: Any) -> None:
+    if names is None or isinstance(names, Mapping):
+        return
+    if isinstance(names, bytes) or not isinstance(names, (str, os.PathLike)):
+        raise ConfigurationError(
+            "names must be None, a mapping from class folder name to display name, or the "
+            f"path of a JSON file holding one (such as cat_to_name.json), got {describe(names)}"
+        )
+
+
+def _check_transform(name: str, transform: Any) -> None:
+    if transform is not None and not callable(transform):
+        raise ConfigurationError(
+            f"{name} must be None or a callable taking a PIL image (e.g. a torchvision "
+            f"transform), got {describe(transform)}"
+        )
+
+
+def _check_preprocess(preprocess: Any) -> None:
+    from visionkit.predict.checkpoint import Preprocess  # no import cycle with visionkit.predict
+
+    if preprocess is not None and not isinstance(preprocess, Preprocess):
+        raise ConfigurationError(
+            "preprocess must be None (derived from the evaluation transform) or a "
+            "visionkit.predict.Preprocess such as Preprocess(mode='RGB', resize=256, "
+            f"center_crop=224), got {describe(preprocess)}"
+        )
 
 
 def _class_folders(split_dir: Path) -> list[str]:
@@ -507,14 +600,47 @@ def _load(path: Path, mode: str) -> Image.Image:
         with _open_image(path) as image:
             if image.mode == "P" and "transparency" in image.info:
                 image = image.convert("RGBA")  # as Pillow advises for transparent palettes
-            converted: Image.Image = image.convert(mode)
-            return converted
+            converted = _convert_mode(image, mode, what=f"image {path}")
+            return image.copy() if converted is image else converted  # loaded before closing
     except DataError:
         raise
     except FileNotFoundError:
         raise DataError(f"image file {path} disappeared after the data set was built") from None
     except Exception as error:  # name the file, not just a bare Pillow error
         raise DataError(f"{path} {_failure(error)}") from error
+
+
+def _convert_mode(image: Image.Image, mode: str, *, what: str) -> Image.Image:
+    """``image`` (``what``, for errors) converted to ``mode`` as ``Image.convert`` does.
+
+    Pillow cannot convert every mode directly. ``"La"`` and ``"RGBa"`` (alpha
+    premultiplied) are first converted to ``"LA"`` / ``"RGBA"``, which undoes the
+    premultiplication, so they give what the same picture stored as ``"LA"`` / ``"RGBA"``
+    gives. A mode that cannot be converted at all (``"LAB"``: colour spaces need a colour
+    profile) is refused with a :class:`~visionkit.DataError`, as torchvision's loader
+    (``Image.convert("RGB")``) would fail on it.
+    """
+    if image.mode == mode:
+        return image
+    image.load()  # a decoding error is not a conversion error: let it through as it is
+    premultiplied = {"La": "LA", "RGBa": "RGBA"}
+    try:
+        if image.mode in premultiplied:
+            image = image.convert(premultiplied[image.mode])
+        converted: Image.Image = image.convert(mode)
+        return converted
+    except ValueError as error:  # Pillow: "conversion from LAB to RGB not supported"
+        hint = (
+            " (for LAB, with PIL.ImageCms: ImageCms.applyTransform(image, "
+            "ImageCms.buildTransform(ImageCms.createProfile('LAB'), "
+            "ImageCms.createProfile('sRGB'), 'LAB', 'RGB')))"
+            if image.mode == "LAB"
+            else ""
+        )
+        raise DataError(
+            f"cannot convert {what} from Pillow mode {image.mode!r} to {mode!r} ({error}): "
+            f"convert it to 'RGB' or 'L' yourself first{hint}"
+        ) from None
 
 
 def _display_names(

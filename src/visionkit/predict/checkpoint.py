@@ -80,6 +80,16 @@ class Preprocess:
         center_crop: Then crop the centre to this square size (ImageNet eval: 224).
         mean: Per-channel mean subtracted after scaling to ``[0, 1]``, or ``None``.
         std: Per-channel standard deviation divided by, or ``None``.
+
+    Every field is checked when the ``Preprocess`` is made (also when a checkpoint is read
+    with :meth:`from_dict`): ``size`` is two integers ``>= 1``; ``resize`` and
+    ``center_crop`` are integers ``>= 1``; ``mean`` and ``std`` come together, each with
+    one finite number per channel (or one for all channels), and every ``std`` is
+    positive. Lists (e.g. from JSON) become tuples and NumPy or 0-d tensor numbers become
+    plain ``int`` / ``float``.
+
+    Raises:
+        ConfigurationError: naming the field, what was expected and what was found.
     """
 
     mode: str = "RGB"
@@ -90,16 +100,43 @@ class Preprocess:
     std: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
+        from visionkit._checks import check_int, check_items
+
         if self.mode not in ("L", "RGB"):
             raise ConfigurationError(
                 f"Preprocess mode must be 'L' (1 channel) or 'RGB' (3 channels), got {self.mode!r}"
             )
         if (self.mean is None) != (self.std is None):
-            raise ConfigurationError("Preprocess needs both mean and std, or neither")
-        for name in ("size", "mean", "std"):  # lists (e.g. from JSON) become tuples
+            raise ConfigurationError(
+                "Preprocess needs both mean and std, or neither: got "
+                f"mean={self.mean!r} and std={self.std!r}"
+            )
+        if self.size is not None:  # lists (e.g. from JSON) become tuples of ints
+            sides = check_items("Preprocess size", self.size, lengths=(2,), what="(height, width)")
+            size = tuple(
+                check_int(f"Preprocess size[{i}]", side, least=1) for i, side in enumerate(sides)
+            )
+            object.__setattr__(self, "size", size)
+        for name in ("resize", "center_crop"):
             value = getattr(self, name)
             if value is not None:
-                object.__setattr__(self, name, tuple(value))
+                object.__setattr__(self, name, check_int(f"Preprocess {name}", value, least=1))
+        if self.mean is not None and self.std is not None:
+            from visionkit.data._datasets import check_normalization, float_values
+
+            stats = {}
+            for name, value in (("mean", self.mean), ("std", self.std)):
+                numbers = float_values(value, f"Preprocess {name}")
+                if len(numbers) not in (1, self.channels):
+                    raise ConfigurationError(
+                        f"Preprocess {name} must hold {self.channels} value(s) for mode "
+                        f"{self.mode!r} (one per channel), or one for all channels; got "
+                        f"{len(numbers)}: {numbers}"
+                    )
+                stats[name] = numbers
+            check_normalization(stats["mean"], stats["std"])
+            object.__setattr__(self, "mean", tuple(stats["mean"]))
+            object.__setattr__(self, "std", tuple(stats["std"]))
 
     @property
     def channels(self) -> int:

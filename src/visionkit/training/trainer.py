@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import math
+import operator
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,6 +16,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from visionkit._checks import (
+    check_bool,
+    check_int,
+    check_optional_int,
+    check_optional_number,
+    check_path,
+    check_seed,
+    describe,
+)
 from visionkit._device import move_to_device, resolve_device
 from visionkit._seed import get_rng_state, set_rng_state
 from visionkit._threads import default_num_threads, num_threads
@@ -81,10 +92,12 @@ class Trainer:
         scheduler_interval: Step the scheduler every ``"epoch"`` or every ``"step"``.
         monitor: Metric that the plateau scheduler and the default checkpoint watch;
             default ``"val_loss"`` when there is validation data, else ``"train_loss"``.
-        max_epochs: Number of epochs to train.
+        max_epochs: Number of epochs to train (an integer >= 1).
         max_steps: Stop after this many optimizer steps (``None``: no limit).
-        max_time: Stop after this many seconds of training (checked every step).
-        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or a device.
+        max_time: Stop after this many seconds of training (checked every step; a number
+            > 0, or ``None``: no limit).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or a device of
+            those types (not ``"meta"``), resolved before the model is moved.
         callbacks: Callbacks; a :class:`~visionkit.callbacks.ModelCheckpoint` and a
             :class:`~visionkit.callbacks.ProgressBar` are added unless you pass your own or
             switch them off.
@@ -92,7 +105,8 @@ class Trainer:
             every 10 batches); ``None`` reports once per epoch.
         precision: ``"32"``, ``"bf16"`` (autocast) or ``"16"`` (autocast with a
             ``GradScaler`` on CUDA).
-        gradient_clip_val: Clip the gradient norm to this value before each step.
+        gradient_clip_val: Clip the gradient norm to this value (> 0) before each step;
+            ``None`` does not clip.
         accumulate_grad_batches: Sum gradients over N batches per optimizer step.
         num_workers: ``DataLoader`` workers for file-based data sets.
         seed: Seed of data shuffling and augmentation order.
@@ -104,7 +118,8 @@ class Trainer:
             (checked every step; the message says whether the inputs, the weights or the
             outputs went first) or the weights are (checked at each epoch end). Checkpoints
             are never written with non-finite weights, whatever this is set to.
-        top_k: Extra top-k accuracies to report in evaluation (e.g. ``(5,)``).
+        top_k: Extra top-k accuracies to report in evaluation (e.g. ``(5,)``); a single
+            integer ``k`` means ``(k,)``, ``()`` reports none.
         channels_last: Use the channels-last memory format (faster convolutions on GPU).
         compile: Train through ``torch.compile(model)`` (evaluation stays eager). If
             compiling is unavailable or fails on the first batch, a ``RuntimeWarning``
@@ -118,6 +133,12 @@ class Trainer:
             processes of this machine, and never more than torch would use on its own;
             an ``OMP_NUM_THREADS`` you set is kept. See
             :func:`~visionkit.training.default_num_threads`.
+
+    Raises:
+        ConfigurationError: if an argument has the wrong type or is out of its range (a
+            count of ``1.5``, ``True`` or NaN, a negative ``max_time`` or clipping value, a
+            callback that is not a :class:`~visionkit.callbacks.Callback`, ...). Every
+            argument is checked before the model is moved to ``device``.
 
     Example:
         >>> import torch
@@ -162,8 +183,65 @@ class Trainer:
         strategy: StrategyName | Strategy = "auto",
         num_threads: int | None = None,
     ) -> None:
-        _check_options(
-            max_epochs, max_steps, accumulate_grad_batches, precision, scheduler_interval
+        # Every argument is checked before anything happens, the model's move included.
+        if not isinstance(model, nn.Module):
+            raise ConfigurationError(
+                f"model must be a torch.nn.Module, got {describe(model)}: pass the network, "
+                "e.g. create_model('mlp', num_classes=10)"
+            )
+        _check_choices(precision, scheduler_interval)
+        max_epochs = check_int(
+            "max_epochs", max_epochs, least=1, hint="pass a whole number, e.g. max_epochs=10"
+        )
+        max_steps = check_optional_int(
+            "max_steps", max_steps, least=1, hint="pass a whole number of steps, or None"
+        )
+        max_time = check_optional_number(
+            "max_time",
+            max_time,
+            above=0.0,
+            finite=False,
+            hint="pass the seconds training may take, e.g. max_time=600, or None for no limit",
+        )
+        accumulate_grad_batches = check_int(
+            "accumulate_grad_batches",
+            accumulate_grad_batches,
+            least=1,
+            hint="pass the whole number of batches per optimizer step, e.g. 4",
+        )
+        gradient_clip_val = check_optional_number(
+            "gradient_clip_val",
+            gradient_clip_val,
+            above=0.0,
+            hint="pass the largest gradient norm allowed, e.g. 1.0, or None to not clip",
+        )
+        log_every_n_steps = check_optional_int(
+            "log_every_n_steps",
+            log_every_n_steps,
+            least=1,
+            hint="pass a whole number of steps, or None to report once per epoch",
+        )
+        num_workers = check_int(
+            "num_workers", num_workers, least=0, hint="pass 0 to load data in this process"
+        )
+        num_threads = _check_num_threads(num_threads)
+        seed = check_seed("seed", seed)
+        root_dir = check_path("default_root_dir", default_root_dir)
+        top = _check_top_k(top_k)
+        callback_list = _check_callbacks(callbacks)
+        _check_monitor(monitor)
+        _check_loss(loss)
+        if optimizer is not None:
+            _check_optimizer(model, optimizer)
+        flags = {
+            "enable_checkpointing": enable_checkpointing,
+            "enable_progress_bar": enable_progress_bar,
+            "check_finite": check_finite,
+            "channels_last": channels_last,
+            "compile": compile,
+        }
+        enable_checkpointing, enable_progress_bar, check_finite, channels_last, compile = (
+            check_bool(name, flag) for name, flag in flags.items()
         )
         if scheduler_interval == "step" and isinstance(
             scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau
@@ -172,10 +250,6 @@ class Trainer:
                 "ReduceLROnPlateau needs a metric, which exists once per epoch: use "
                 "scheduler_interval='epoch' (the default) with it"
             )
-        if num_threads is not None and (isinstance(num_threads, bool) or num_threads < 1):
-            raise ConfigurationError(f"num_threads must be >= 1 or None, got {num_threads!r}")
-        if log_every_n_steps is not None and log_every_n_steps < 1:
-            raise ConfigurationError(f"log_every_n_steps must be >= 1, got {log_every_n_steps}")
         self._strategy = resolve_strategy(strategy)
         self.device = self._strategy.setup(resolve_device(device))
         self.channels_last = channels_last
@@ -185,7 +259,6 @@ class Trainer:
         self.optimizer = optimizer or torch.optim.Adam(
             [p for p in model.parameters() if p.requires_grad], lr=1e-3
         )
-        _check_optimizer(self.model, self.optimizer)
         self.model, self._train_module = self._strategy.wrap(self.model)
         self.compile = compile
         self._train_forward: Callable[[torch.Tensor], torch.Tensor] = (
@@ -205,13 +278,13 @@ class Trainer:
         self.num_workers = num_workers
         self.num_threads = num_threads
         self.seed = seed
-        self.default_root_dir = Path(default_root_dir)
+        self.default_root_dir = root_dir
         self.check_finite = check_finite
-        self.top_k = tuple(top_k)
+        self.top_k = top
         self.scaler = torch.amp.GradScaler(
             self.device.type, enabled=precision == "16" and self.device.type == "cuda"
         )
-        self.callbacks: list[Callback] = list(callbacks or [])
+        self.callbacks: list[Callback] = callback_list
         self._add_default_callbacks(enable_checkpointing, enable_progress_bar)
 
         self.history = History()
@@ -941,7 +1014,15 @@ def _check_labels(
         )
 
 
-def _check_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+def _check_optimizer(model: nn.Module, optimizer: Any) -> None:
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        made = isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer)
+        found = f"the class {optimizer.__name__}" if made else describe(optimizer)
+        raise ConfigurationError(
+            f"optimizer must be a torch.optim.Optimizer over the model's parameters, got "
+            f"{found}: create one, e.g. torch.optim.SGD(model.parameters(), lr=0.01), "
+            "or pass None for Adam(lr=1e-3)"
+        )
     own = {id(p) for p in model.parameters()}
     held = [p for group in optimizer.param_groups for p in group["params"]]
     if not any(id(p) in own for p in held):
@@ -951,25 +1032,90 @@ def _check_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer) -> None
         )
 
 
-def _check_options(
-    max_epochs: int,
-    max_steps: int | None,
-    accumulate: int,
-    precision: str,
-    interval: str,
-) -> None:
-    if max_epochs < 1:
-        raise ConfigurationError(f"max_epochs must be >= 1, got {max_epochs}")
-    if max_steps is not None and max_steps < 1:
-        raise ConfigurationError(f"max_steps must be >= 1 or None, got {max_steps}")
-    if accumulate < 1:
-        raise ConfigurationError(f"accumulate_grad_batches must be >= 1, got {accumulate}")
-    if precision not in _PRECISIONS:
+def _check_choices(precision: str, interval: str) -> None:
+    if not isinstance(precision, str) or precision not in _PRECISIONS:
         raise ConfigurationError(
             f"precision must be one of {sorted(_PRECISIONS)}, got {precision!r}"
         )
     if interval not in ("epoch", "step"):
         raise ConfigurationError(f"scheduler_interval must be 'epoch' or 'step', got {interval!r}")
+
+
+def _check_num_threads(value: Any) -> int | None:
+    try:
+        return check_optional_int("num_threads", value, least=1)
+    except ConfigurationError:
+        raise ConfigurationError(
+            f"num_threads must be >= 1 or None, got {value!r}: pass a whole number of "
+            "threads, or None to pick them from the cores this process may use"
+        ) from None
+
+
+def _check_top_k(value: Any) -> tuple[int, ...]:
+    """``top_k`` as a tuple of integers >= 1; a single integer ``k`` means ``(k,)``."""
+    expected = "top_k must be an integer >= 1 or a sequence of them such as (1, 5)"
+    if not isinstance(value, bool) and hasattr(value, "__index__"):
+        with contextlib.suppress(TypeError):  # a float tensor has __index__ but refuses it
+            return (check_int("top_k", operator.index(value), least=1),)
+    if isinstance(value, (str, bytes, Mapping, AbstractSet)) or not isinstance(value, Iterable):
+        raise ConfigurationError(f"{expected}, got {describe(value)}")
+    return tuple(
+        check_int(f"top_k[{i}]", k, least=1, hint="pass e.g. top_k=(5,) for top-5 accuracy")
+        for i, k in enumerate(value)
+    )
+
+
+def _check_monitor(monitor: Any) -> None:
+    if monitor is not None and (not isinstance(monitor, str) or not monitor):
+        raise ConfigurationError(
+            f"monitor must be the name of a logged metric such as 'val_loss' or "
+            f"'val_accuracy', or None for the default, got {describe(monitor)}"
+        )
+
+
+def _check_callbacks(callbacks: Any) -> list[Callback]:
+    """``callbacks`` as a new list, each checked to be a :class:`Callback` instance."""
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, Callback):
+        raise ConfigurationError(
+            f"callbacks must be a list of callbacks, got a single {type(callbacks).__name__}: "
+            f"pass callbacks=[{type(callbacks).__name__}(...)]"
+        )
+    if isinstance(callbacks, (str, bytes, Mapping)) or not isinstance(callbacks, Iterable):
+        raise ConfigurationError(
+            "callbacks must be a list of visionkit.callbacks.Callback objects, got "
+            f"{describe(callbacks)}: pass e.g. callbacks=[EarlyStopping(patience=3)], or None"
+        )
+    checked: list[Callback] = []
+    for i, callback in enumerate(callbacks):
+        if not isinstance(callback, Callback):
+            fix = (
+                f"pass an instance, e.g. {callback.__name__}()"
+                if isinstance(callback, type) and issubclass(callback, Callback)
+                else "subclass visionkit.callbacks.Callback and override the hooks you need"
+            )
+            raise ConfigurationError(
+                f"callbacks[{i}] must be a visionkit.callbacks.Callback, got "
+                f"{describe(callback)}: {fix}"
+            )
+        checked.append(callback)
+    return checked
+
+
+def _check_loss(loss: Any) -> None:
+    if loss is None:
+        return
+    if isinstance(loss, type):
+        raise ConfigurationError(
+            f"loss must be a loss function, got the class {loss.__name__}: pass an instance, "
+            f"e.g. loss={loss.__name__}()"
+        )
+    if not callable(loss):
+        raise ConfigurationError(
+            "loss must be a callable (outputs, targets) -> loss tensor such as "
+            f"nn.CrossEntropyLoss(), got {describe(loss)}: pass one, or None for the default"
+        )
 
 
 def _preprocess_of(dataset: Any) -> Preprocess | None:
