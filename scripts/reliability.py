@@ -70,6 +70,8 @@ def run_suite(long: bool) -> tuple[dict[str, int], float, str]:
         target = Path(folder) / "counts.json"
         command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
         command += ["tests/reliability", *(["--long"] if long else [])]
+        # the test of the committed report checks this script's output, not the library
+        command += ["--deselect", "tests/reliability/test_report.py"]
         env = {**os.environ, "VISIONKIT_RELIABILITY_COUNTS": str(target)}
         start = time.monotonic()
         result = subprocess.run(command, cwd=REPO, env=env, check=False)
