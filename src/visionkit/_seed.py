@@ -10,6 +10,8 @@ from typing import Any, cast
 import numpy as np
 import torch
 
+from visionkit._checks import check_seed
+
 __all__ = ["get_rng_state", "seed_everything", "set_rng_state"]
 
 
@@ -22,8 +24,12 @@ def seed_everything(seed: int, *, deterministic: bool = False) -> int:
             have none raise an error) and set ``CUBLAS_WORKSPACE_CONFIG`` accordingly.
 
     Returns:
-        The seed, for logging.
+        The seed as a Python ``int`` (NumPy integers are accepted), for logging.
+
+    Raises:
+        ConfigurationError: if ``seed`` is not an integer in ``[-2**63, 2**64 - 1]``.
     """
+    seed = check_seed("seed", seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ModelCheckpoint"]
 
+_COUNTS = frozenset({"epoch", "step", "global_step"})
+
 
 class ModelCheckpoint(MonitorCallback):
     """Save a checkpoint whenever the monitored metric improves, and the last one.
@@ -42,7 +44,8 @@ class ModelCheckpoint(MonitorCallback):
         save_top_k: How many best checkpoints to keep (``0`` keeps none, ``-1`` all).
         save_last: Also write ``last.ckpt`` after every epoch (for resuming).
         filename: Name template of the best files, formatted with the epoch's metrics,
-            e.g. ``"epoch{epoch:03.0f}-{val_loss:.4f}"``; default ``"best"`` when
+            e.g. ``"epoch{epoch:03.0f}-{val_loss:.4f}"`` (``epoch`` and ``step`` are
+            integers, so ``"{epoch:02d}"`` works as in Lightning); default ``"best"`` when
             ``save_top_k == 1``, else ``"epoch{epoch:03.0f}-{<monitor>:.4f}"``. A plain
             name: folders go in ``dirpath``.
         every_n_epochs: Consider saving only every N epochs.
@@ -196,8 +199,12 @@ class ModelCheckpoint(MonitorCallback):
                 if self.save_top_k == 1
                 else f"epoch{{epoch:03.0f}}-{safe}{{{self.monitor}:.4f}}"
             )
+        # the epoch and step are counts: "{epoch:02d}" (Lightning's style) must work
+        values = {
+            k: int(v) if k in _COUNTS and float(v).is_integer() else v for k, v in metrics.items()
+        }
         try:
-            name = template.format(**metrics)
+            name = template.format(**values)
         except (KeyError, ValueError, IndexError) as error:
             raise ConfigurationError(
                 f"cannot format checkpoint filename {template!r} with this epoch's metrics "

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -327,6 +328,8 @@ def _check_images(images: Any) -> None:
 
 def check_classes(classes: Any, *, error: type[VisionKitError] = DataError) -> list[str]:
     """The class names as a list of unique strings, or a clear error."""
+    if isinstance(classes, np.ndarray) and classes.ndim == 1:
+        classes = [str(c) if isinstance(c, np.str_) else c for c in classes.tolist()]
     if isinstance(classes, (str, bytes)) or not isinstance(classes, Sequence):
         raise error(
             f"classes must be a list of class names (strings), got {describe(classes)}"
@@ -400,6 +403,8 @@ def normalization(normalize: Stats) -> tuple[list[float] | None, list[float] | N
     """Turn a factory's ``normalize=(mean, std)`` into per-channel lists (or ``None``)."""
     if normalize is None:
         return None, None
+    if isinstance(normalize, (np.ndarray, torch.Tensor)) and normalize.ndim >= 1:
+        normalize = list(normalize)  # a (2,) or (2, C) array: rows are mean and std
     if isinstance(normalize, (str, bytes)) or not isinstance(normalize, Sequence):
         raise ConfigurationError(
             f"normalize must be a (mean, std) pair or None, got {describe(normalize)}"

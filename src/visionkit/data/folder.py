@@ -394,6 +394,8 @@ def _plain_name(name: str, value: Any) -> str:
         f"{name} must be a plain folder name inside the root such as 'train' (no '/' or "
         "'\\', not '.' or '..', not absolute)"
     )
+    if isinstance(value, os.PathLike) and not isinstance(value, (str, bytes)):
+        value = os.fspath(value)  # Path("train") names the same folder as "train"
     if not isinstance(value, str):
         raise ConfigurationError(f"{expected} or None, got {describe(value)}")
     separators = {"/", "\\", os.sep, *([os.altsep] if os.altsep else [])}
