@@ -6,7 +6,6 @@ new-user review found them.
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
