@@ -15,7 +15,7 @@ from visionkit._checks import (
 )
 from visionkit.callbacks.base import Batch, Mode, MonitorCallback, StepOutput
 from visionkit.exceptions import ConfigurationError
-from visionkit.predict.checkpoint import TEMP_SUFFIX
+from visionkit.predict.checkpoint import remove_stale_temporaries
 
 if TYPE_CHECKING:
     from visionkit.training.trainer import Trainer
@@ -123,7 +123,7 @@ class ModelCheckpoint(MonitorCallback):
         if self.dirpath is None:
             self.dirpath = root / "checkpoints"
         if trainer.is_global_zero:
-            _remove_stale_temporaries(self.dirpath)
+            remove_stale_temporaries(self.dirpath)  # left by a killed run
 
     def on_train_batch_end(self, trainer: Trainer, batch: Batch, outputs: StepOutput) -> None:
         """Write ``last.ckpt`` mid-epoch every ``every_n_train_steps`` optimizer steps."""
@@ -228,13 +228,3 @@ class ModelCheckpoint(MonitorCallback):
         self.best_k_models = dict(state["best_k_models"])
         if state.get("dirpath") and not self._dirpath_given:
             self.dirpath = Path(state["dirpath"])  # a resumed run keeps writing to its folder
-
-
-def _remove_stale_temporaries(folder: Path) -> None:
-    """Delete the temporary files of checkpoint writes a killed process left unfinished.
-
-    Only names :func:`~visionkit.predict.checkpoint.atomic_save` makes are touched
-    (``.<name>.ckpt.<random>.tmp``); a finished write never leaves one behind.
-    """
-    for stale in folder.glob(f".*.ckpt.*{TEMP_SUFFIX}"):
-        stale.unlink(missing_ok=True)

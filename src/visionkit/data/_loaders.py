@@ -139,7 +139,7 @@ class InMemoryLoader:
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
-        _check_batch_size(batch_size)
+        batch_size = check_int("batch_size", batch_size, least=1)
         if not isinstance(dataset, TensorImageDataset):
             raise ConfigurationError(
                 f"InMemoryLoader needs a TensorImageDataset, got {describe(dataset)}: use "
@@ -289,7 +289,7 @@ def make_loader(
             rank=rank,
             world_size=world_size,
         )
-    _check_batch_size(batch_size)
+    batch_size = check_int("batch_size", batch_size, least=1)
     num_workers = check_int("num_workers", num_workers, least=0)
     seed = check_seed("seed", seed)
     drop_last = check_bool("drop_last", drop_last)
@@ -324,8 +324,3 @@ def _check_shard(rank: int, world_size: int) -> tuple[int, int]:
     world_size = check_int("world_size", world_size, least=1)
     rank = check_int("rank", rank, least=0, most=world_size - 1)
     return rank, world_size
-
-
-def _check_batch_size(batch_size: int) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigurationError(f"batch_size must be a positive integer, got {batch_size!r}")

@@ -89,7 +89,8 @@ class ConvNet(nn.Module):
         check_ints(kernel_size=kernel_size)
         check_ints(padding=padding, least=0)
         widths = hidden_sizes(channels, "channels")
-        _check_probability(dropout2d=dropout2d, dropout=dropout)
+        check_fraction("dropout2d", dropout2d)
+        check_fraction("dropout", dropout)
         batch_norm = check_bool("batch_norm", batch_norm)
         size = image_size(input_size)
         self.input_shape: tuple[int, int, int] = (int(in_channels), size[0], size[1])
@@ -153,11 +154,6 @@ def _check_positive_size(size: tuple[int, ...], shape: tuple[int, ...], where: s
             f"images of {format_shape(shape)} are too small for this network: nothing is left "
             f"after {where}; pass a larger input_size, padding=1, or fewer channels"
         )
-
-
-def _check_probability(**values: float) -> None:
-    for name, value in values.items():
-        check_fraction(name, value)
 
 
 @register_model

@@ -56,6 +56,7 @@ __all__ = [
     "load_weights",
     "make_checkpoint",
     "non_finite_tensors",
+    "remove_stale_temporaries",
     "unwrap_model",
     "save_checkpoint",
 ]
@@ -339,7 +340,18 @@ def atomic_write(
 
 
 TEMP_SUFFIX = ".tmp"
-"""Suffix of the temporary files :func:`atomic_save` writes (``.<name>.<random>.tmp``)."""
+"""Suffix of the temporary files :func:`atomic_write` makes (``.<name>.<random>.tmp``)."""
+
+
+def remove_stale_temporaries(folder: Path, pattern: str = "*.ckpt") -> None:
+    """Delete the temporary files that killed :func:`atomic_write` calls left in ``folder``.
+
+    Only the names it makes for targets matching ``pattern`` are touched
+    (``.<name>.<random>.tmp``); a finished or failed write never leaves one behind.
+    """
+    for stale in folder.glob(f".{pattern}.*{TEMP_SUFFIX}"):
+        stale.unlink(missing_ok=True)
+
 
 _WRITE_HINTS = {
     errno.ENOSPC: "the disk is full: free some space or save to another disk",

@@ -224,7 +224,12 @@ class Trainer:
         num_workers = check_int(
             "num_workers", num_workers, least=0, hint="pass 0 to load data in this process"
         )
-        num_threads = _check_num_threads(num_threads)
+        num_threads = check_optional_int(
+            "num_threads",
+            num_threads,
+            least=1,
+            hint="pass a whole number of threads, or None to pick them from the usable cores",
+        )
         seed = check_seed("seed", seed)
         root_dir = check_path("default_root_dir", default_root_dir)
         top = _check_top_k(top_k)
@@ -1039,16 +1044,6 @@ def _check_choices(precision: str, interval: str) -> None:
         )
     if interval not in ("epoch", "step"):
         raise ConfigurationError(f"scheduler_interval must be 'epoch' or 'step', got {interval!r}")
-
-
-def _check_num_threads(value: Any) -> int | None:
-    try:
-        return check_optional_int("num_threads", value, least=1)
-    except ConfigurationError:
-        raise ConfigurationError(
-            f"num_threads must be >= 1 or None, got {value!r}: pass a whole number of "
-            "threads, or None to pick them from the cores this process may use"
-        ) from None
 
 
 def _check_top_k(value: Any) -> tuple[int, ...]:
