@@ -92,14 +92,14 @@ class BatchAugment:
             p = self.crop_padding
             padded = F.pad(images, (p, p, p, p))
             offsets = torch.randint(0, 2 * p + 1, (2, b), generator=generator)
-            offsets = offsets.to(images.device)
+            offsets = offsets.to(images.device, non_blocking=True)  # no wait for the GPU
             rows = (offsets[0, :, None] + torch.arange(h, device=images.device))[:, None, :, None]
             cols = (offsets[1, :, None] + torch.arange(w, device=images.device))[:, None, None, :]
             batch = torch.arange(b, device=images.device)[:, None, None, None]
             channel = torch.arange(c, device=images.device)[None, :, None, None]
             images = padded[batch, channel, rows, cols]
         if self.flip:
-            flip = (torch.rand(b, generator=generator) < 0.5).to(images.device)
+            flip = (torch.rand(b, generator=generator) < 0.5).to(images.device, non_blocking=True)
             images = torch.where(flip[:, None, None, None], images.flip(3), images)
         return images
 

@@ -309,6 +309,9 @@ class Trainer:
         self._resume_batch = 0
         self._train_groups = BatchGroups()
         self._nonfinite: list[torch.Tensor] = []
+        # On an accelerator, reading a value on the host waits for every queued kernel, so
+        # per-step checks are recorded on the device and read once per log interval.
+        self._defer_host_reads = self.device.type != "cpu"
         self._train_loader: EpochLoader | None = None
         self._epoch_start_data: dict[str, Any] | None = None
 
@@ -701,7 +704,7 @@ class Trainer:
     def _check_finite(
         self, loss: torch.Tensor, batch_index: int, x: torch.Tensor, outputs: torch.Tensor
     ) -> None:
-        if self.device.type == "cpu":
+        if not self._defer_host_reads:
             if not math.isfinite(float(loss)):
                 self._raise_nonfinite(float(loss), batch_index, x, outputs)
         else:  # record on the device; read at the next log interval, checkpoint or epoch end
