@@ -81,6 +81,45 @@ class RaiseOnRank1(Callback):
             raise RuntimeError("boom on rank 1")
 
 
+class StopRank1(Callback):
+    """Asks to stop on rank 1 only, in the middle of the first epoch."""
+
+    def on_train_batch_end(self, trainer: Trainer, batch: Any, outputs: StepOutput) -> None:
+        if trainer.rank == 1 and outputs.batch_index == 3:
+            trainer.should_stop = True
+
+
+def count_agreements(trainer: Trainer) -> list[int]:
+    """Count the trainer's stop agreements (one collective each) in a one-item list."""
+    calls = [0]
+    agree = trainer._strategy.any
+
+    def counted(flag: bool) -> bool:
+        calls[0] += 1
+        return agree(flag)
+
+    trainer._strategy.any = counted  # type: ignore[method-assign]
+    return calls
+
+
+def _stop_checks(out: Path, train: TensorImageDataset, val: TensorImageDataset) -> dict[str, int]:
+    """Collectives per fit with visionkit's callbacks only, and with one of the user's."""
+    per_rank_batch = GLOBAL_BATCH // int(os.environ["WORLD_SIZE"])
+    quiet = make_trainer(out / "quiet", max_epochs=2, callbacks=[])
+    quiet_calls = count_agreements(quiet)
+    quiet.fit(train, val, batch_size=per_rank_batch)
+    stopping = make_trainer(out / "stopping", max_epochs=2, callbacks=[StopRank1()])
+    stop_calls = count_agreements(stopping)
+    stopping.fit(train, val, batch_size=per_rank_batch)
+    return {
+        "quiet_steps": quiet.global_step,
+        "quiet_agreements": quiet_calls[0],
+        "stopped_at_step": stopping.global_step,
+        "stopped_epochs": len(stopping.history),
+        "stop_agreements": stop_calls[0],
+    }
+
+
 def _main(out: Path, resume_from: Path) -> None:
     train, val = make_data()
     per_rank_batch = GLOBAL_BATCH // int(os.environ["WORLD_SIZE"])
@@ -112,6 +151,7 @@ def _main(out: Path, resume_from: Path) -> None:
     resumed.fit(train, val, batch_size=per_rank_batch, resume_from=resume_from)
     torch.save(resumed.model.state_dict(), out / f"resumed_rank{trainer.rank}.pt")
     resumed.save_checkpoint(out / "resumed.ckpt")  # called on every rank; rank 0 writes
+    record.update(_stop_checks(out, train, val))
     (out / f"rank{trainer.rank}.json").write_text(json.dumps(record), encoding="utf-8")
 
     failing = make_trainer(out / "failing", max_epochs=50, callbacks=[RaiseOnRank1()])

@@ -193,6 +193,21 @@ def test_early_stopping_stops_both_ranks_in_the_same_epoch(job: Job) -> None:
     assert [r["epochs_run"] for r in job.records] == [2, 2]  # of max_epochs=6
 
 
+def test_no_collective_per_step_when_only_visionkit_callbacks_run(job: Job) -> None:
+    # 2 epochs of 20 steps per rank; the processes agree on stopping at epoch ends only:
+    # before each epoch and after each.
+    assert [r["quiet_steps"] for r in job.records] == [40, 40]
+    assert [r["quiet_agreements"] for r in job.records] == [4, 4]
+
+
+def test_a_callback_stopping_one_rank_mid_epoch_stops_both_at_the_same_step(job: Job) -> None:
+    # A user callback may stop one process inside an epoch, so every step is agreed on:
+    # 1 before the epoch, 4 after steps 0-3, 1 after the epoch.
+    assert [r["stopped_at_step"] for r in job.records] == [4, 4]
+    assert [r["stopped_epochs"] for r in job.records] == [1, 1]
+    assert [r["stop_agreements"] for r in job.records] == [6, 6]
+
+
 def test_only_rank_zero_writes_and_a_single_checkpoint_file_exists(job: Job) -> None:
     assert sorted(p.name for p in (job.out / "checkpoints").iterdir()) == ["best.ckpt"]
     assert job.records[0]["saves"] >= 1

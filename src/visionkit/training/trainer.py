@@ -309,6 +309,7 @@ class Trainer:
         self._resume_batch = 0
         self._train_groups = BatchGroups()
         self._nonfinite: list[torch.Tensor] = []
+        self._agree_every_step = True
         # On an accelerator, reading a value on the host waits for every queued kernel, so
         # per-step checks are recorded on the device and read once per log interval.
         self._defer_host_reads = self.device.type != "cpu"
@@ -393,6 +394,7 @@ class Trainer:
         self.num_train_batches = len(train_loader)
         self._start_time = time.monotonic()
         self._hooks = _active_hooks(self.callbacks)
+        self._agree_every_step = self._stops_may_differ()
         try:
             with num_threads(self._thread_count()):
                 self._fit_loop(train_loader, val_loader)
@@ -537,7 +539,7 @@ class Trainer:
             if log_every and self.global_step % log_every == 0 and self._stepped(batch_index):
                 self._flush_finite_checks()
                 self._call("on_train_log", self, self.running_metrics())
-            if self.should_stop_now():
+            if self._stop_in_epoch():
                 break
         self._flush_finite_checks()
         if self.check_finite:  # the last step's gradients are checked through the weights
@@ -661,6 +663,30 @@ class Trainer:
         Under DDP the processes agree: if any of them must stop, all stop at this step.
         """
         return self._strategy.any(self.should_stop or self._out_of_budget())
+
+    def _stop_in_epoch(self) -> bool:
+        if self._agree_every_step:
+            return self.should_stop_now()
+        return self.should_stop or self._out_of_budget()
+
+    def _stops_may_differ(self) -> bool:
+        """Whether processes may decide to stop at different steps of an epoch.
+
+        Only then does the per-step stop check need a collective, which costs a few hundred
+        microseconds on a small machine. ``max_steps`` ends every process at the same step;
+        ``max_time`` does not, nor may a callback of yours that runs inside the epoch (it
+        could set ``should_stop`` on one process). visionkit's own callbacks set it only at
+        an epoch end, where the processes always agree.
+        """
+        if self.world_size == 1:
+            return False
+        if self.max_time is not None:
+            return True
+        return any(
+            not getattr(method, "__module__", "").startswith("visionkit.")
+            for hook in _MID_EPOCH_HOOKS
+            for method in self._hooks.get(hook, ())
+        )
 
     def _out_of_budget(self) -> bool:
         if self.max_steps is not None and self.global_step >= self.max_steps:
@@ -956,6 +982,19 @@ class Trainer:
             f"Trainer(model={type(self.model).__name__}, device={self.device}, "
             f"max_epochs={self.max_epochs}, precision={self.precision!r})"
         )
+
+
+# Hooks that can run before the stop check at the end of a training step.
+_MID_EPOCH_HOOKS = (
+    "on_fit_start",
+    "on_load_checkpoint",
+    "on_train_epoch_start",
+    "on_train_batch_start",
+    "on_train_batch_end",
+    "on_before_optimizer_step",
+    "on_train_log",
+    "on_save_checkpoint",
+)
 
 
 def _bound(callbacks: Sequence[Callback], hook: str) -> Iterator[Callable[..., None]]:
