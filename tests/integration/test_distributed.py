@@ -193,6 +193,20 @@ def test_early_stopping_stops_both_ranks_in_the_same_epoch(job: Job) -> None:
     assert [r["epochs_run"] for r in job.records] == [2, 2]  # of max_epochs=6
 
 
+def test_accumulation_all_reduces_gradients_once_per_optimizer_step(
+    job: Job, tmp_path: Path
+) -> None:
+    train, val = worker.make_data()
+    single = worker.make_trainer(tmp_path, max_epochs=1, callbacks=[], accumulate_grad_batches=2)
+    single.fit(train, val, batch_size=worker.GLOBAL_BATCH)
+    assert single.global_step == 10
+    _assert_weights_close(single.model.state_dict(), job.out / "accumulate_rank0.pt")
+    _assert_weights_close(single.model.state_dict(), job.out / "accumulate_rank1.pt")
+    # 20 micro-batches per process, 10 optimizer steps: one all-reduce per step, not 20
+    assert [r["accumulate_steps"] for r in job.records] == [10, 10]
+    assert [r["gradient_syncs"] for r in job.records] == [10, 10]
+
+
 def test_no_collective_per_step_when_only_visionkit_callbacks_run(job: Job) -> None:
     # 2 epochs of 20 steps per rank; the processes agree on stopping at epoch ends only:
     # before each epoch and after each.

@@ -56,7 +56,7 @@ __all__ = ["NonFiniteLossError", "Trainer"]
 
 Data = Dataset[Any] | DataLoader[Any]
 Precision = Literal["32", "bf16", "16"]
-_NO_AUTOCAST = contextlib.nullcontext()
+_NO_CONTEXT = contextlib.nullcontext()
 _PRECISIONS: dict[str, torch.dtype | None] = {
     "32": None,
     "bf16": torch.bfloat16,
@@ -588,20 +588,24 @@ class Trainer:
         self, batch: Any, batch_index: int, *, last: bool
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, y = self._unpack(batch)
-        with self._autocast():
-            outputs = self._train_forward(x)  # DDP wrapper under DDP; compiled if asked
-            if self._train_groups.empty:
-                _num_outputs(outputs)
-                _check_labels(y, outputs, self._label_bounds)
-            loss = self._loss(outputs, y)
-        detached = loss.detach()
-        if self.check_finite:
-            self._check_finite(detached, batch_index, x, outputs)
-        scaled = loss / self.accumulate_grad_batches if self.accumulate_grad_batches > 1 else loss
-        if self.scaler.is_enabled():
-            scaled = self.scaler.scale(scaled)
-        torch.autograd.backward(scaled)
-        if last or self._stepped(batch_index):
+        stepping = last or self._stepped(batch_index)
+        with self._gradient_sync(stepping):
+            with self._autocast():
+                outputs = self._train_forward(x)  # DDP wrapper under DDP; compiled if asked
+                if self._train_groups.empty:
+                    _num_outputs(outputs)
+                    _check_labels(y, outputs, self._label_bounds)
+                loss = self._loss(outputs, y)
+            detached = loss.detach()
+            if self.check_finite:
+                self._check_finite(detached, batch_index, x, outputs)
+            scaled = (
+                loss / self.accumulate_grad_batches if self.accumulate_grad_batches > 1 else loss
+            )
+            if self.scaler.is_enabled():
+                scaled = self.scaler.scale(scaled)
+            torch.autograd.backward(scaled)
+        if stepping:
             self._optimizer_step()
         outputs = outputs.detach()
         self._train_groups.add(outputs, y, detached)
@@ -721,10 +725,22 @@ class Trainer:
                 "scores and the labels must be (batch,) class indices"
             ) from error
 
+    def _gradient_sync(self, stepping: bool) -> contextlib.AbstractContextManager[Any]:
+        """Under DDP, skip the gradient all-reduce of micro-batches that do not step.
+
+        Gradients accumulate locally and are all-reduced once, with the micro-batch that
+        steps: the same average, with one all-reduce per optimizer step instead of one per
+        micro-batch (Lightning does the same).
+        """
+        module = self._train_module
+        if stepping or not isinstance(module, nn.parallel.DistributedDataParallel):
+            return _NO_CONTEXT
+        return module.no_sync()
+
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         dtype = _PRECISIONS[self.precision]
         if dtype is None:
-            return _NO_AUTOCAST
+            return _NO_CONTEXT
         return torch.autocast(self.device.type, dtype=dtype)
 
     def _check_finite(
