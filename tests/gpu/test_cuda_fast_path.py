@@ -120,12 +120,20 @@ def test_training_steps_never_wait_for_the_gpu(resident: bool, options: dict[str
     assert trainer.global_step == 8
 
 
-def test_host_data_is_copied_from_pinned_memory() -> None:
+def test_host_batches_are_pinned_before_the_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    pinned: list[torch.Size] = []
+    pin = torch.Tensor.pin_memory
+
+    def counted(self: torch.Tensor, *args: Any) -> torch.Tensor:
+        pinned.append(self.shape)
+        return pin(self, *args)
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", counted)
     loader = InMemoryLoader(_cifar_shaped(256), 64, device="cuda")
     batches = list(loader)
     assert len(batches) == 4
     assert all(x.device.type == "cuda" and x.dtype == torch.float32 for x, _ in batches)
-    assert loader._pin
+    assert pinned == [torch.Size([64, 3, 32, 32]), torch.Size([64])] * 4
 
 
 def test_resident_data_trains_like_host_data() -> None:

@@ -93,6 +93,22 @@ class StopRank1(Callback):
             trainer.should_stop = True
 
 
+class StoppingLoss(torch.nn.CrossEntropyLoss):
+    """Cross-entropy that sets ``should_stop`` on rank 1 at its 4th call, as a signal
+    handler would: from outside any callback hook."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trainer: Trainer | None = None
+        self.calls = 0
+
+    def forward(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.trainer is not None and self.trainer.rank == 1 and self.calls == 4:
+            self.trainer.should_stop = True
+        return super().forward(outputs, targets)
+
+
 def count_agreements(trainer: Trainer) -> list[int]:
     """Count the trainer's stop agreements (one collective each) in a one-item list."""
     calls = [0]
@@ -109,18 +125,25 @@ def count_agreements(trainer: Trainer) -> list[int]:
 def _stop_checks(out: Path, train: TensorImageDataset, val: TensorImageDataset) -> dict[str, int]:
     """Collectives per fit with visionkit's callbacks only, and with one of the user's."""
     per_rank_batch = GLOBAL_BATCH // int(os.environ["WORLD_SIZE"])
-    quiet = make_trainer(out / "quiet", max_epochs=2, callbacks=[])
+    quiet = make_trainer(out / "quiet", max_epochs=2, callbacks=[], max_steps=30)
     quiet_calls = count_agreements(quiet)
     quiet.fit(train, val, batch_size=per_rank_batch)
     stopping = make_trainer(out / "stopping", max_epochs=2, callbacks=[StopRank1()])
     stop_calls = count_agreements(stopping)
     stopping.fit(train, val, batch_size=per_rank_batch)
+    loss = StoppingLoss()
+    signalled = make_trainer(out / "signalled", max_epochs=2, callbacks=[], loss=loss)
+    loss.trainer = signalled
+    signal_calls = count_agreements(signalled)
+    signalled.fit(train, val, batch_size=per_rank_batch)
     return {
         "quiet_steps": quiet.global_step,
         "quiet_agreements": quiet_calls[0],
         "stopped_at_step": stopping.global_step,
         "stopped_epochs": len(stopping.history),
         "stop_agreements": stop_calls[0],
+        "signal_stopped_at_step": signalled.global_step,
+        "signal_agreements": signal_calls[0],
     }
 
 

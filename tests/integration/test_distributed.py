@@ -208,18 +208,27 @@ def test_accumulation_all_reduces_gradients_once_per_optimizer_step(
 
 
 def test_no_collective_per_step_when_only_visionkit_callbacks_run(job: Job) -> None:
-    # 2 epochs of 20 steps per rank; the processes agree on stopping at epoch ends only:
-    # before each epoch and after each.
-    assert [r["quiet_steps"] for r in job.records] == [40, 40]
-    assert [r["quiet_agreements"] for r in job.records] == [4, 4]
+    # 20 batches per epoch and max_steps=30: the processes agree every 16 batches and at
+    # epoch boundaries, and max_steps stops both at step 30 without a collective.
+    # Agreements: before epoch 0, batch 15, after epoch 0; before epoch 1, whether epoch 1
+    # was cut short, after epoch 1; before leaving the loop.
+    assert [r["quiet_steps"] for r in job.records] == [30, 30]
+    assert [r["quiet_agreements"] for r in job.records] == [7, 7]
 
 
 def test_a_callback_stopping_one_rank_mid_epoch_stops_both_at_the_same_step(job: Job) -> None:
     # A user callback may stop one process inside an epoch, so every step is agreed on:
-    # 1 before the epoch, 4 after steps 0-3, 1 after the epoch.
+    # before the epoch, after steps 0-3, whether it was cut short, after the epoch.
     assert [r["stopped_at_step"] for r in job.records] == [4, 4]
     assert [r["stopped_epochs"] for r in job.records] == [1, 1]
-    assert [r["stop_agreements"] for r in job.records] == [6, 6]
+    assert [r["stop_agreements"] for r in job.records] == [7, 7]
+
+
+def test_a_stop_from_outside_the_callbacks_stops_both_at_the_next_agreement(job: Job) -> None:
+    # rank 1 sets should_stop during step 3 (from its loss, as a signal handler would);
+    # both processes stop together after batch 15, the next agreement: no hang.
+    assert [r["signal_stopped_at_step"] for r in job.records] == [16, 16]
+    assert [r["signal_agreements"] for r in job.records] == [4, 4]
 
 
 def test_only_rank_zero_writes_and_a_single_checkpoint_file_exists(job: Job) -> None:

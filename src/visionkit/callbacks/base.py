@@ -42,7 +42,8 @@ class Callback:
 
     Every hook is a typed no-op, so a subclass overrides only the hooks it needs. Hooks
     receive the :class:`~visionkit.Trainer`; set ``trainer.should_stop = True`` to stop
-    training cleanly at the end of the current epoch. A callback with state implements
+    training cleanly after the current step (set in an epoch-end hook, after this epoch).
+    A callback with state implements
     :meth:`state_dict` and :meth:`load_state_dict`; the state travels in checkpoints under
     :attr:`state_key`, so a resumed run continues exactly.
 

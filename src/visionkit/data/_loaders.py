@@ -92,19 +92,30 @@ class BatchAugment:
             p = self.crop_padding
             padded = F.pad(images, (p, p, p, p))
             offsets = torch.randint(0, 2 * p + 1, (2, b), generator=generator)
-            offsets = offsets.to(images.device, non_blocking=True)  # no wait for the GPU
+            offsets = _to_device(offsets, images.device)
             rows = (offsets[0, :, None] + torch.arange(h, device=images.device))[:, None, :, None]
             cols = (offsets[1, :, None] + torch.arange(w, device=images.device))[:, None, None, :]
             batch = torch.arange(b, device=images.device)[:, None, None, None]
             channel = torch.arange(c, device=images.device)[None, :, None, None]
             images = padded[batch, channel, rows, cols]
         if self.flip:
-            flip = (torch.rand(b, generator=generator) < 0.5).to(images.device, non_blocking=True)
+            flip = _to_device(torch.rand(b, generator=generator) < 0.5, images.device)
             images = torch.where(flip[:, None, None, None], images.flip(3), images)
         return images
 
     def __repr__(self) -> str:
         return f"BatchAugment(crop_padding={self.crop_padding}, flip={self.flip})"
+
+
+def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Copy a small host tensor to ``device`` without making the host wait for the GPU.
+
+    On CUDA the copy starts from pinned memory: from pageable memory the driver may wait
+    for the stream, and torch's pinned-memory cache keeps the block until the copy is done.
+    """
+    if device.type == "cuda":
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
 
 
 class InMemoryLoader:

@@ -394,7 +394,7 @@ class Trainer:
         self.num_train_batches = len(train_loader)
         self._start_time = time.monotonic()
         self._hooks = _active_hooks(self.callbacks)
-        self._agree_every_step = self._stops_may_differ()
+        self._agree_every_step = self._needs_agreement_every_step()
         try:
             with num_threads(self._thread_count()):
                 self._fit_loop(train_loader, val_loader)
@@ -405,6 +405,8 @@ class Trainer:
         return self.history
 
     def _fit_loop(self, train_loader: EpochLoader, val_loader: EpochLoader | None) -> None:
+        # a run stopped inside an accumulation group left partial gradients behind
+        self.optimizer.zero_grad(set_to_none=True)
         self._call("on_fit_start", self)
         while self.epoch < self.max_epochs and not self._strategy.any(self._out_of_budget()):
             self._run_epoch(train_loader, val_loader)
@@ -501,7 +503,9 @@ class Trainer:
         metrics["epoch_time"] = time.monotonic() - epoch_start
         # max_steps / max_time can end training mid-epoch: the epoch is validated and
         # logged, but a checkpoint written now resumes inside it, at the next batch.
-        cut_short = self.batch_in_epoch < self.num_train_batches and self._out_of_budget()
+        cut_short = self.batch_in_epoch < self.num_train_batches and self._strategy.any(
+            self._out_of_budget()  # under DDP, clocks may disagree on max_time
+        )
         if not cut_short:
             self._step_scheduler_on_epoch(metrics)
         self.last_metrics = {"epoch": float(self.epoch), **metrics}
@@ -539,7 +543,7 @@ class Trainer:
             if log_every and self.global_step % log_every == 0 and self._stepped(batch_index):
                 self._flush_finite_checks()
                 self._call("on_train_log", self, self.running_metrics())
-            if self._stop_in_epoch():
+            if self._stop_in_epoch(batch_index):
                 break
         self._flush_finite_checks()
         if self.check_finite:  # the last step's gradients are checked through the weights
@@ -668,23 +672,28 @@ class Trainer:
         """
         return self._strategy.any(self.should_stop or self._out_of_budget())
 
-    def _stop_in_epoch(self) -> bool:
-        if self._agree_every_step:
-            return self.should_stop_now()
-        return self.should_stop or self._out_of_budget()
+    def _stop_in_epoch(self, batch_index: int) -> bool:
+        """Whether to end the epoch after this batch; every process gets the same answer.
 
-    def _stops_may_differ(self) -> bool:
+        Agreeing costs a collective under DDP (a few hundred microseconds on a small
+        machine), so when no process can decide differently at a given step it is done
+        every ``_AGREE_EVERY`` batches only: ``max_steps`` ends every process at the same
+        step, and a ``should_stop`` set outside a callback hook (a signal handler, the
+        model or the loss) then stops all processes together within that many batches.
+        """
+        if self._agree_every_step or (batch_index + 1) % _AGREE_EVERY == 0:
+            return self.should_stop_now()
+        return self.max_steps is not None and self.global_step >= self.max_steps
+
+    def _needs_agreement_every_step(self) -> bool:
         """Whether processes may decide to stop at different steps of an epoch.
 
-        Only then does the per-step stop check need a collective, which costs a few hundred
-        microseconds on a small machine. ``max_steps`` ends every process at the same step;
-        ``max_time`` does not, nor may a callback of yours that runs inside the epoch (it
-        could set ``should_stop`` on one process). visionkit's own callbacks set it only at
-        an epoch end, where the processes always agree.
+        True with one process (agreeing is free), with ``max_time`` (clocks differ) and
+        with a callback of yours that overrides a hook running inside the epoch (it may
+        set ``should_stop`` on one process and expects the stop at that step).
+        visionkit's own callbacks set it only at an epoch end.
         """
-        if self.world_size == 1:
-            return False
-        if self.max_time is not None:
+        if self.world_size == 1 or self.max_time is not None:
             return True
         return any(
             not getattr(method, "__module__", "").startswith("visionkit.")
@@ -1000,6 +1009,8 @@ class Trainer:
         )
 
 
+# Under DDP, how often (in batches) a stop asked for outside a callback hook is agreed on.
+_AGREE_EVERY = 16
 # Hooks that can run before the stop check at the end of a training step.
 _MID_EPOCH_HOOKS = (
     "on_fit_start",

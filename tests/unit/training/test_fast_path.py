@@ -2,12 +2,22 @@
 
 ``channels_last`` and ``precision`` run the same code on the CPU as on a GPU, so they are
 tested here directly. The promise of no per-step host synchronisation is tested through
-what the step calls: a ``TorchFunctionMode`` records every torch call made between the
-second and the last batch of an epoch, and on an accelerator any read of a tensor's value
-on the host (``item``, ``float``, ``bool``, ``tolist``, ``cpu``, ``nonzero``,
-``bincount``...) or a blocking copy would make the host wait for the GPU. The trainer
-defers its reads on every device but the CPU; the tests switch that on for the CPU.
-``tests/gpu/`` repeats the check with CUDA's own sync detector where a GPU is present.
+what the step calls, from the second to the last batch of an epoch: on an accelerator,
+any read of a tensor's value on the host or a blocking copy would make the host wait for
+the GPU. Two recorders watch the calls:
+
+* a ``TorchDispatchMode`` sees every ATen operation, including those inside torch's own
+  Python functions: ``_local_scalar_dense`` (``item``, ``float``, ``bool``), ``nonzero``
+  (``torch.where(cond)``), boolean-mask indexing, ``equal``, ``unique``, ``bincount``,
+  ``repeat_interleave`` without ``output_size``, and ``lift_fresh`` (a tensor built from
+  Python data, copied from the host on a GPU);
+* a ``TorchFunctionMode`` sees the Python-level calls that leave no ATen trace on the
+  CPU: ``tolist``, ``numpy``, ``cpu`` and a ``.to(device)`` made by visionkit without
+  ``non_blocking=True``.
+
+The trainer defers its reads on every device but the CPU; the tests switch that on for
+the CPU. ``tests/gpu/`` repeats the check with CUDA's own sync detector where a GPU is
+present.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import pytest
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from visionkit import NonFiniteLossError, Trainer
 from visionkit.callbacks import Callback
@@ -28,38 +39,48 @@ from visionkit.callbacks.base import Batch, StepOutput
 from visionkit.data import BatchAugment, TensorImageDataset, mnist_sample
 from visionkit.training.metrics import ClassificationMetrics
 
-# Calls that read a tensor's value on the host: on a GPU each waits for queued kernels.
-HOST_READS = frozenset(
+aten = torch.ops.aten
+
+# ATen operations that read a tensor's values on the host (on a GPU: wait for it).
+SYNCING_OPS = frozenset(
     {
-        "item",
-        "tolist",
-        "numpy",
-        "cpu",
-        "__bool__",
-        "__float__",
-        "__int__",
-        "__index__",
-        "__complex__",
-        "__format__",
-        "__repr__",
-        "nonzero",
-        "argwhere",
-        "bincount",
-        "unique",
-        "unique_consecutive",
-        "masked_select",
+        aten._local_scalar_dense,
+        aten.nonzero,
+        aten.equal,
+        aten.masked_select,
+        aten.unique_consecutive,
+        aten.unique_dim,
+        aten._unique,
+        aten._unique2,
+        aten.bincount,
+        aten.lift_fresh,
     }
 )
+# Python-level calls that read on the host without an ATen operation on the CPU.
+HOST_CALLS = frozenset({"tolist", "numpy", "cpu"})
+TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+
+
+def _syncing_op(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    packet = func.overloadpacket
+    if packet in SYNCING_OPS:
+        return True
+    if packet is aten.repeat_interleave:  # the output size is read unless it is given
+        return kwargs.get("output_size") is None
+    if packet in (aten.index, aten.index_put, aten.index_put_):  # boolean masks: nonzero
+        indices = args[1] if len(args) > 1 else ()
+        return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in indices or ())
+    return False
 
 
 def _blocking_copy(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-    """A ``.to(device)`` or ``.cuda()`` without ``non_blocking=True`` made by visionkit.
+    """A ``.to(device)`` or ``.cuda()`` without ``non_blocking=True`` made outside torch.
 
     On a GPU such a copy from the host waits for the stream. Copies made inside torch are
     left out: ``clip_grad_norm_`` moves norms to the gradients' own device, a no-op there.
     """
     caller = sys._getframe(2).f_code.co_filename  # 0: here, 1: __torch_function__
-    if f"{os.sep}torch{os.sep}" in caller:
+    if caller.startswith(TORCH_DIR):
         return False
     if name == "cuda":
         return not kwargs.get("non_blocking", False)
@@ -71,13 +92,10 @@ def _blocking_copy(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
     return moves and not kwargs.get("non_blocking", False)
 
 
-class HostReads(TorchFunctionMode):
-    """Records host reads and blocking copies, and counts every torch call seen."""
-
-    def __init__(self) -> None:
+class _Calls(TorchFunctionMode):
+    def __init__(self, found: list[str], seen: set[str]) -> None:
         super().__init__()
-        self.found: list[str] = []
-        self.seen: set[str] = set()
+        self.found, self.seen = found, seen
 
     def __torch_function__(
         self,
@@ -89,15 +107,54 @@ class HostReads(TorchFunctionMode):
         kwargs = kwargs or {}
         name = getattr(func, "__name__", repr(func))
         self.seen.add(name)
-        if name in HOST_READS or _blocking_copy(name, args, kwargs):
+        if name in HOST_CALLS or _blocking_copy(name, args, kwargs):
             self.found.append(name)
         return func(*args, **kwargs)
+
+
+class _Ops(TorchDispatchMode):
+    def __init__(self, found: list[str], seen: set[str]) -> None:
+        super().__init__()
+        self.found, self.seen = found, seen
+
+    def __torch_dispatch__(
+        self,
+        func: Any,
+        types: Any,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        kwargs = kwargs or {}
+        name = f"aten.{func.overloadpacket.__name__}"
+        self.seen.add(name)
+        if _syncing_op(func, args, kwargs):
+            self.found.append(name)
+        return func(*args, **kwargs)
+
+
+class HostReads:
+    """Both recorders as one context manager: ``found`` lists the host reads, in order;
+    ``seen`` names every call (Python names) and operation (``aten.*``) that ran."""
+
+    def __init__(self) -> None:
+        self.found: list[str] = []
+        self.seen: set[str] = set()
+        self._modes = (_Calls(self.found, self.seen), _Ops(self.found, self.seen))
+
+    def __enter__(self) -> HostReads:
+        for mode in self._modes:
+            mode.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for mode in reversed(self._modes):
+            mode.__exit__(None, None, None)
 
 
 class RecordSteps(Callback):
     """Turns ``mode`` on from batch ``first`` to the end of batch ``last`` of epoch 0."""
 
-    def __init__(self, mode: TorchFunctionMode, first: int, last: int) -> None:
+    def __init__(self, mode: HostReads, first: int, last: int) -> None:
         self.mode, self.first, self.last = mode, first, last
 
     def on_train_batch_start(self, trainer: Trainer, batch: Batch, batch_index: int) -> None:
@@ -178,7 +235,7 @@ def test_deferred_steps_read_nothing_on_the_host(options: dict[str, Any]) -> Non
 class RecordValidation(Callback):
     """Turns ``mode`` on from validation batch ``first`` to the end of batch ``last``."""
 
-    def __init__(self, mode: TorchFunctionMode, first: int, last: int) -> None:
+    def __init__(self, mode: HostReads, first: int, last: int) -> None:
         self.mode, self.first, self.last = mode, first, last
 
     def on_validation_batch_start(self, trainer: Trainer, batch: Batch, batch_index: int) -> None:
@@ -204,18 +261,46 @@ def test_deferred_validation_reads_nothing_per_batch() -> None:
 def test_the_recorder_catches_the_cpu_loss_check() -> None:
     # On the CPU the loss is checked at once (no GPU to wait for): one float() per step.
     mode = _recorded_steps(defer=False)
-    assert mode.found == ["__float__"] * 8
+    assert mode.found == ["aten._local_scalar_dense"] * 8
 
 
-def test_blocking_copies_are_flagged() -> None:
-    mode = HostReads()
-    x = torch.ones(2)
-    with mode:
-        x.to("cpu", non_blocking=True)
-        x.to(torch.float64)
-        x.to("cpu")
-        x.to(device=torch.device("cpu"))
-    assert mode.found == ["to", "to"]
+def test_the_recorders_flag_every_kind_of_host_read() -> None:
+    x = torch.arange(6.0)
+    reads = {
+        "x[0].item()": lambda: x[0].item(),
+        "float(x[0])": lambda: float(x[0]),
+        "bool(x[0] > 0)": lambda: bool(x[0] > 0),
+        "if x[1]:": lambda: 1 if x[1] else 0,
+        "x[x > 2]": lambda: x[x > 2],
+        "torch.where(x > 2)": lambda: torch.where(x > 2),
+        "torch.equal(x, x)": lambda: torch.equal(x, x),
+        "x.unique()": lambda: x.unique(),
+        "torch.bincount": lambda: torch.bincount(x.long()),
+        "torch.tensor([1.0])": lambda: torch.tensor([1.0]),
+        "repeat_interleave": lambda: torch.repeat_interleave(x, x.long()),
+        "x.tolist()": lambda: x.tolist(),
+        "x.numpy()": lambda: x.numpy(),
+        "x.cpu()": lambda: x.cpu(),
+        "x.to('cpu')": lambda: x.to("cpu"),
+        "x.to(device=...)": lambda: x.to(device=torch.device("cpu")),
+    }
+    for code, read in reads.items():
+        with HostReads() as mode:
+            read()
+        assert mode.found, f"{code} was not flagged"
+    fine = {
+        "x.to('cpu', non_blocking=True)": lambda: x.to("cpu", non_blocking=True),
+        "x.to(torch.float64)": lambda: x.to(torch.float64),
+        "x[x.long()]": lambda: x[x.long()],
+        "repeat_interleave with output_size": lambda: torch.repeat_interleave(
+            x, x.long(), output_size=15
+        ),
+        "arithmetic": lambda: (x * 2).sum().sqrt(),
+    }
+    for code, work in fine.items():
+        with HostReads() as mode:
+            work()
+        assert mode.found == [], f"{code} was flagged: {mode.found}"
 
 
 class NaNAt(nn.Module):
@@ -308,12 +393,13 @@ def test_bf16_trains_close_to_fp32() -> None:
 
 
 def test_confusion_counts_match_bincount_for_every_label_dtype() -> None:
+    # 20 classes: cells reach 399, past what uint8 labels times 20 can hold
     generator = torch.Generator().manual_seed(0)
-    logits = torch.randn(300, 7, generator=generator)
-    labels = torch.randint(0, 7, (300,), generator=generator)
-    expected = torch.bincount(labels * 7 + logits.argmax(1), minlength=49).view(7, 7)
+    logits = torch.randn(600, 20, generator=generator)
+    labels = torch.randint(0, 20, (600,), generator=generator)
+    expected = torch.bincount(labels * 20 + logits.argmax(1), minlength=400).view(20, 20)
     for dtype in (torch.int64, torch.int32, torch.uint8):
-        metrics = ClassificationMetrics(7)
-        metrics.update(logits[:100], labels[:100].to(dtype))
-        metrics.update(logits[100:], labels[100:].to(dtype))
+        metrics = ClassificationMetrics(20)
+        metrics.update(logits[:250], labels[:250].to(dtype))
+        metrics.update(logits[250:], labels[250:].to(dtype))
         assert torch.equal(metrics.confusion_matrix().long(), expected), dtype
