@@ -92,44 +92,37 @@ def _blocking_copy(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
     return moves and not kwargs.get("non_blocking", False)
 
 
-class _Calls(TorchFunctionMode):
+class _Recorder:
+    """Shared by both modes: note each call's name, and the flagged ones in order."""
+
     def __init__(self, found: list[str], seen: set[str]) -> None:
         super().__init__()
         self.found, self.seen = found, seen
 
+    def _record(self, name: str, flagged: bool, func: Any, args: Any, kwargs: Any) -> Any:
+        self.seen.add(name)
+        if flagged:
+            self.found.append(name)
+        return func(*args, **kwargs)
+
+
+class _Calls(_Recorder, TorchFunctionMode):
     def __torch_function__(
-        self,
-        func: Any,
-        types: Any,
-        args: tuple[Any, ...] = (),
-        kwargs: dict[str, Any] | None = None,
+        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None
     ) -> Any:
         kwargs = kwargs or {}
         name = getattr(func, "__name__", repr(func))
-        self.seen.add(name)
-        if name in HOST_CALLS or _blocking_copy(name, args, kwargs):
-            self.found.append(name)
-        return func(*args, **kwargs)
+        flagged = name in HOST_CALLS or _blocking_copy(name, args, kwargs)
+        return self._record(name, flagged, func, args, kwargs)
 
 
-class _Ops(TorchDispatchMode):
-    def __init__(self, found: list[str], seen: set[str]) -> None:
-        super().__init__()
-        self.found, self.seen = found, seen
-
+class _Ops(_Recorder, TorchDispatchMode):
     def __torch_dispatch__(
-        self,
-        func: Any,
-        types: Any,
-        args: tuple[Any, ...] = (),
-        kwargs: dict[str, Any] | None = None,
+        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None
     ) -> Any:
         kwargs = kwargs or {}
         name = f"aten.{func.overloadpacket.__name__}"
-        self.seen.add(name)
-        if _syncing_op(func, args, kwargs):
-            self.found.append(name)
-        return func(*args, **kwargs)
+        return self._record(name, _syncing_op(func, args, kwargs), func, args, kwargs)
 
 
 class HostReads:
