@@ -9,7 +9,7 @@ import torch
 from visionkit._checks import describe
 from visionkit.exceptions import ConfigurationError
 
-__all__ = ["move_to_device", "resolve_device"]
+__all__ = ["move_to_device", "resolve_device", "to_device"]
 
 _CHOICES = "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
 
@@ -85,10 +85,22 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return chosen
 
 
+def to_device(tensor: torch.Tensor, device: torch.device, *, pin: bool = False) -> torch.Tensor:
+    """Copy ``tensor`` to ``device`` without making the host wait for the GPU.
+
+    With ``pin``, a copy from the CPU to CUDA starts from pinned memory: from pageable
+    memory the driver may wait for the stream, and torch's pinned-memory cache keeps the
+    block until the copy is done.
+    """
+    if pin and device.type == "cuda" and tensor.device.type == "cpu":
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
+
+
 def move_to_device(value: Any, device: torch.device) -> Any:
     """Move tensors inside ``value`` (a tensor, tuple, list or dict) to ``device``."""
     if isinstance(value, torch.Tensor):
-        return value.to(device, non_blocking=True)
+        return to_device(value, device)
     if isinstance(value, (list, tuple)):
         return type(value)(move_to_device(v, device) for v in value)
     if isinstance(value, dict):

@@ -13,6 +13,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from visionkit._checks import check_bool, check_int, check_seed, describe
+from visionkit._device import to_device
 from visionkit.data._datasets import TensorImageDataset
 from visionkit.exceptions import ConfigurationError, DataError
 
@@ -92,30 +93,19 @@ class BatchAugment:
             p = self.crop_padding
             padded = F.pad(images, (p, p, p, p))
             offsets = torch.randint(0, 2 * p + 1, (2, b), generator=generator)
-            offsets = _to_device(offsets, images.device)
+            offsets = to_device(offsets, images.device, pin=True)
             rows = (offsets[0, :, None] + torch.arange(h, device=images.device))[:, None, :, None]
             cols = (offsets[1, :, None] + torch.arange(w, device=images.device))[:, None, None, :]
             batch = torch.arange(b, device=images.device)[:, None, None, None]
             channel = torch.arange(c, device=images.device)[None, :, None, None]
             images = padded[batch, channel, rows, cols]
         if self.flip:
-            flip = _to_device(torch.rand(b, generator=generator) < 0.5, images.device)
+            flip = to_device(torch.rand(b, generator=generator) < 0.5, images.device, pin=True)
             images = torch.where(flip[:, None, None, None], images.flip(3), images)
         return images
 
     def __repr__(self) -> str:
         return f"BatchAugment(crop_padding={self.crop_padding}, flip={self.flip})"
-
-
-def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Copy a small host tensor to ``device`` without making the host wait for the GPU.
-
-    On CUDA the copy starts from pinned memory: from pageable memory the driver may wait
-    for the stream, and torch's pinned-memory cache keeps the block until the copy is done.
-    """
-    if device.type == "cuda":
-        tensor = tensor.pin_memory()
-    return tensor.to(device, non_blocking=True)
 
 
 class InMemoryLoader:
@@ -166,7 +156,6 @@ class InMemoryLoader:
         self.rank, self.world_size = _check_shard(rank, world_size)
         self.epoch = 0
         self._skip = 0
-        self._pin = self.device.type == "cuda" and dataset.images.device.type == "cpu"
 
     def set_epoch(self, epoch: int) -> None:
         """Select the shuffled order of ``epoch``."""
@@ -192,11 +181,8 @@ class InMemoryLoader:
         images, targets = self.dataset.images, self.dataset.targets
         for batch_index in range(start, len(self)):
             index = order[batch_index * self.batch_size : (batch_index + 1) * self.batch_size]
-            x, y = images[index], targets[index]
-            if self._pin:
-                x, y = x.pin_memory(), y.pin_memory()
-            x = x.to(self.device, non_blocking=True)
-            y = y.to(self.device, non_blocking=True)
+            x = to_device(images[index], self.device, pin=True)
+            y = to_device(targets[index], self.device, pin=True)
             if self.augment is not None:
                 generator = torch.Generator().manual_seed(_mix(self.seed, self.epoch, batch_index))
                 x = self.augment(x, generator)

@@ -683,7 +683,7 @@ class Trainer:
         """
         if self._agree_every_step or (batch_index + 1) % _AGREE_EVERY == 0:
             return self.should_stop_now()
-        return self.max_steps is not None and self.global_step >= self.max_steps
+        return self._out_of_steps()
 
     def _needs_agreement_every_step(self) -> bool:
         """Whether processes may decide to stop at different steps of an epoch.
@@ -701,8 +701,11 @@ class Trainer:
             for method in self._hooks.get(hook, ())
         )
 
+    def _out_of_steps(self) -> bool:
+        return self.max_steps is not None and self.global_step >= self.max_steps
+
     def _out_of_budget(self) -> bool:
-        if self.max_steps is not None and self.global_step >= self.max_steps:
+        if self._out_of_steps():
             return True
         return self.max_time is not None and time.monotonic() - self._start_time >= self.max_time
 
