@@ -7,7 +7,13 @@ data on disk, checkpoints, and the configuration of a model or a run.
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "ConfigurationError", "DataError", "VisionKitError"]
+__all__ = [
+    "CheckpointError",
+    "ConfigurationError",
+    "DataError",
+    "NonFiniteLossError",
+    "VisionKitError",
+]
 
 
 class VisionKitError(Exception):
@@ -27,3 +33,11 @@ class CheckpointError(VisionKitError):
 
 class ConfigurationError(VisionKitError, ValueError):
     """An argument, model or combination of options cannot work together."""
+
+
+class NonFiniteLossError(VisionKitError, FloatingPointError):
+    """The loss or the weights became NaN or infinite; training stopped, nothing was saved.
+
+    The message says which came first: the input batch, the weights (after a step whose
+    gradients were not finite), the model's outputs, or the loss itself.
+    """

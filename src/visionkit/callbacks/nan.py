@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from visionkit.callbacks.base import Callback
+from visionkit.exceptions import NonFiniteLossError
 
 if TYPE_CHECKING:
     from visionkit.training.trainer import Trainer
@@ -42,7 +43,5 @@ class TerminateOnNaN(Callback):
 
     def on_exception(self, trainer: Trainer, exception: BaseException) -> None:
         """Record the non-finite loss error."""
-        from visionkit.training.trainer import NonFiniteLossError
-
         if isinstance(exception, NonFiniteLossError):
             self.error = exception

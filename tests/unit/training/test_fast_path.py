@@ -203,7 +203,7 @@ def _recorded_steps(defer: bool, **options: Any) -> HostReads:
     mode = HostReads()
     model = SmallCNN(channels=3)
     trainer = _trainer(model, callbacks=[RecordSteps(mode, first=1, last=8)], **options)
-    trainer._defer_host_reads = defer
+    trainer._finite.defer = defer
     train = _rgb().with_augment(BatchAugment(crop_padding=2, flip=True))
     trainer.fit(train, _rgb(32), batch_size=16)  # 10 batches per epoch
     return mode
@@ -245,7 +245,7 @@ def test_deferred_validation_reads_nothing_per_batch() -> None:
     mode = HostReads()
     model = SmallCNN(channels=3)
     trainer = _trainer(model, callbacks=[RecordValidation(mode, first=1, last=18)], top_k=(2,))
-    trainer._defer_host_reads = True
+    trainer._finite.defer = True
     trainer.validate(_rgb(), batch_size=8)  # 20 batches; metrics are reduced after 16
     assert mode.found == []
     assert {"conv2d", "argmax", "topk", "index_add_"} <= mode.seen
@@ -315,7 +315,7 @@ def test_deferred_nonfinite_check_names_the_batch(log_every: int | None, raised_
     torch.manual_seed(0)
     model = NaNAt(bad=4)
     trainer = _trainer(model, log_every_n_steps=log_every)
-    trainer._defer_host_reads = True
+    trainer._finite.defer = True
     with pytest.raises(NonFiniteLossError, match=r"became nan at epoch 0, batch 4 "):
         trainer.fit(_data(), batch_size=16)
     # read once per log interval (after step 6) or at the epoch end (after step 10)

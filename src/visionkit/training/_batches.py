@@ -1,0 +1,138 @@
+"""What the loop reads from the data: batches, labels, class names and preprocessing."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from visionkit._device import move_to_device
+from visionkit.data._datasets import TensorImageDataset
+from visionkit.exceptions import ConfigurationError
+from visionkit.predict.checkpoint import Preprocess
+
+if TYPE_CHECKING:
+    from visionkit.training.trainer import Trainer
+
+__all__ = [
+    "Data",
+    "class_names",
+    "check_labels",
+    "compute_loss",
+    "describe_data",
+    "num_outputs",
+    "unpack",
+]
+
+Data = Dataset[Any] | DataLoader[Any]
+
+
+def describe_data(trainer: Trainer, data: Data) -> None:
+    """Read class names, preprocessing and the label range from ``data`` into ``trainer``.
+
+    Class names and preprocessing come from the first data set that has them; the label
+    range is that of the latest data set (every label, not one batch).
+    """
+    dataset = data.dataset if isinstance(data, DataLoader) else data
+    classes = getattr(dataset, "classes", None)
+    if trainer.classes is None and classes is not None:
+        trainer.classes = [str(c) for c in classes]
+    if trainer.preprocess is None:
+        trainer.preprocess = _preprocess_of(dataset)
+    targets = getattr(dataset, "targets", None)
+    trainer._label_bounds = (
+        (int(targets.min()), int(targets.max()))
+        if isinstance(targets, torch.Tensor) and targets.numel()
+        else None
+    )
+
+
+def class_names(classes: list[str] | None, num_classes: int) -> list[str]:
+    """``classes`` when they match ``num_classes``, else ``"0"``, ``"1"``, ..."""
+    if classes is not None and len(classes) == num_classes:
+        return classes
+    return [str(i) for i in range(num_classes)]
+
+
+def unpack(
+    batch: Any, device: torch.device, *, channels_last: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(images, labels)`` of ``batch`` on ``device``, in the memory format asked for."""
+    if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+        raise ConfigurationError(
+            f"expected each batch to be (images, labels), got {type(batch).__name__}"
+            f"{f' of length {len(batch)}' if isinstance(batch, (tuple, list)) else ''}"
+        )
+    x, y = batch
+    if x.device != device or y.device != device:
+        x, y = move_to_device((x, y), device)
+    if channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, y
+
+
+def compute_loss(loss_fn: Any, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``loss_fn(outputs, targets)``, with a shape error turned into a clear message."""
+    try:
+        loss: torch.Tensor = loss_fn(outputs, targets)
+    except torch.OutOfMemoryError:
+        raise
+    except (RuntimeError, ValueError, IndexError) as error:
+        if "CUDA" in str(error) or "device-side" in str(error):
+            raise
+        raise ConfigurationError(
+            f"the loss {type(loss_fn).__name__} failed on model outputs of shape "
+            f"{tuple(outputs.shape)} and labels of shape {tuple(targets.shape)} "
+            f"({str(error).splitlines()[0]}): the model must output (batch, num_classes) "
+            "scores and the labels must be (batch,) class indices"
+        ) from error
+    return loss
+
+
+def num_outputs(outputs: torch.Tensor) -> int:
+    """The number of classes of ``(batch, num_classes)`` outputs."""
+    if outputs.dim() != 2:
+        raise ConfigurationError(
+            f"the model returned outputs of shape {tuple(outputs.shape)}; a classifier must "
+            "return (batch, num_classes) scores"
+        )
+    return int(outputs.shape[1])
+
+
+def check_labels(
+    targets: torch.Tensor, outputs: torch.Tensor, bounds: tuple[int, int] | None = None
+) -> None:
+    """Check the label range on the first batch, before CUDA can hit a device assert.
+
+    ``bounds`` are the smallest and largest label of the whole data set when it knows them
+    (visionkit's data sets do), so a bad label in a later batch is caught here too.
+    """
+    if targets.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
+        raise ConfigurationError(f"labels must be integer class indices, got dtype {targets.dtype}")
+    if targets.numel() == 0:
+        return
+    cpu = targets.detach().cpu()
+    low, high = int(cpu.min()), int(cpu.max())
+    if bounds is not None:
+        low, high = min(low, bounds[0]), max(high, bounds[1])
+    classes = outputs.shape[1]
+    if low < 0 or high >= classes:
+        raise ConfigurationError(
+            f"found label {high if high >= classes else low} but the model outputs {classes} "
+            f"classes (labels must be 0..{classes - 1}): build the model with "
+            f"num_classes={max(high + 1, classes)} or fix the labels"
+        )
+
+
+def _preprocess_of(dataset: Any) -> Preprocess | None:
+    if isinstance(dataset, TensorImageDataset):
+        c, h, w = dataset.image_shape
+        return Preprocess(
+            mode="L" if c == 1 else "RGB",
+            size=(h, w),
+            mean=tuple(dataset.mean) if dataset.mean else None,
+            std=tuple(dataset.std) if dataset.std else None,
+        )
+    described = getattr(dataset, "preprocess", None)
+    return described if isinstance(described, Preprocess) else None

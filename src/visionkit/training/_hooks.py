@@ -1,0 +1,87 @@
+"""Calling the callbacks' hooks: only those a callback overrides cost anything per step."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from visionkit.callbacks.base import Callback
+from visionkit.callbacks.checkpoint import ModelCheckpoint
+from visionkit.exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from visionkit.training.trainer import Trainer
+
+__all__ = ["Hooks", "configure_callbacks"]
+
+Hook = Callable[..., None]
+
+
+class Hooks:
+    """Calls hooks on a list of callbacks (the list is shared, not copied).
+
+    Until :meth:`activate` (and after :meth:`reset`) every callback's method is called; once
+    active, only the methods a callback overrides are, so empty hooks cost nothing.
+    """
+
+    def __init__(self, callbacks: list[Callback]) -> None:
+        self.callbacks = callbacks
+        self._active: dict[str, list[Hook]] = {}
+
+    def activate(self) -> None:
+        """Find the hooks each callback really overrides."""
+        self._active = _active_hooks(self.callbacks)
+
+    def reset(self) -> None:
+        """Call every callback's method again (after callbacks were restored or changed)."""
+        self._active = {}
+
+    def overriding(self, hook: str) -> list[Hook]:
+        """The active methods for ``hook`` (empty before :meth:`activate`)."""
+        return self._active.get(hook, [])
+
+    def wants(self, hook: str) -> bool:
+        """Whether any callback overrides ``hook`` (so its arguments are worth building)."""
+        return bool(self._active.get(hook)) if self._active else bool(self.callbacks)
+
+    def call(self, hook: str, *args: Any) -> None:
+        """Call ``hook`` on every callback that has it, in order."""
+        methods = self._active.get(hook, ()) if self._active else _bound(self.callbacks, hook)
+        for method in methods:
+            method(*args)
+
+
+def configure_callbacks(trainer: Trainer, run_dir: Path) -> None:
+    """Set up checkpoint callbacks in ``run_dir``, order them, check their state keys."""
+    for callback in trainer.callbacks:
+        if isinstance(callback, ModelCheckpoint):
+            callback.setup(trainer, default_monitor=trainer.monitor, root=run_dir)
+    # Checkpoint callbacks decide last, so the state they save includes every other
+    # callback's decision for the epoch (e.g. EarlyStopping's counter).
+    trainer.callbacks.sort(key=lambda c: isinstance(c, ModelCheckpoint))
+    keys = [c.state_key for c in trainer.callbacks]
+    duplicates = sorted({k for k in keys if keys.count(k) > 1})
+    if duplicates:
+        raise ConfigurationError(
+            f"several callbacks share the state key(s) {duplicates}: give each a distinct "
+            "state_key so a resumed run restores the right state"
+        )
+
+
+def _bound(callbacks: Sequence[Callback], hook: str) -> Iterator[Hook]:
+    for callback in callbacks:
+        yield getattr(callback, hook)
+
+
+def _active_hooks(callbacks: Sequence[Callback]) -> dict[str, list[Hook]]:
+    """The hooks each callback really overrides, so no-op hooks cost nothing per step."""
+    hooks: dict[str, list[Hook]] = {}
+    for name in dir(Callback):
+        if not name.startswith("on_"):
+            continue
+        base = getattr(Callback, name)
+        hooks[name] = [
+            getattr(c, name) for c in callbacks if getattr(type(c), name, base) is not base
+        ]
+    return hooks
