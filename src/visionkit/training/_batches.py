@@ -19,6 +19,7 @@ __all__ = [
     "Data",
     "class_names",
     "check_labels",
+    "check_not_empty",
     "compute_loss",
     "describe_data",
     "num_outputs",
@@ -53,6 +54,23 @@ def class_names(classes: list[str] | None, num_classes: int) -> list[str]:
     if classes is not None and len(classes) == num_classes:
         return classes
     return [str(i) for i in range(num_classes)]
+
+
+def check_not_empty(loader: Any, stage: str) -> None:
+    """Refuse a data set that yields no batch, before any training step is spent.
+
+    A loader without a length (an iterable data set) is checked when it runs.
+    """
+    try:
+        size = len(loader)
+    except TypeError:
+        return
+    if size == 0:
+        raise ConfigurationError(
+            f"the {stage} data is empty: expected at least one sample, found 0 batches; "
+            f"check the folder, split fractions or filters that built it"
+            + (", or pass val=None to train without validation" if stage == "validation" else "")
+        )
 
 
 def unpack(

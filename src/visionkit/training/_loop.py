@@ -57,7 +57,11 @@ class EpochLoop:
         if not cut_short:
             self._step_scheduler(metrics)
         t.last_metrics = {"epoch": float(t.epoch), **metrics}
-        t.history.append(t.last_metrics)
+        rows = t.history.epochs
+        if rows and rows[-1].get("epoch") == t.last_metrics["epoch"]:
+            rows[-1] = dict(t.last_metrics)  # an epoch cut short, resumed and now finished
+        else:
+            t.history.append(t.last_metrics)
         finished_epoch = t.epoch
         if not cut_short:
             t.epoch += 1  # a checkpoint written now resumes at the next epoch

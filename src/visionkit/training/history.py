@@ -70,7 +70,7 @@ class History:
 
     def plot(self, *, path: str | os.PathLike[str] | None = None) -> Figure:
         """Loss and accuracy curves per epoch (needs the ``plot`` extra)."""
-        from visionkit.predict.plots import plot_history
+        from visionkit.plots import plot_history
 
         return plot_history(self, path=path)
 

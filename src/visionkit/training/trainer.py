@@ -31,11 +31,7 @@ from visionkit.predict.checkpoint import (
 )
 from visionkit.training._accumulate import BatchGroups
 from visionkit.training._arguments import LossFunction, Precision, check_arguments
-from visionkit.training._batches import (
-    Data,
-    class_names,
-    describe_data,
-)
+from visionkit.training._batches import Data, check_not_empty, class_names, describe_data
 from visionkit.training._compile import CompiledForward
 from visionkit.training._hooks import Hooks, configure_callbacks
 from visionkit.training._loop import EpochLoop, evaluate
@@ -294,6 +290,8 @@ class Trainer:
         self._data_replay.loader = train_loader
         train_loader = self._strategy.train_loader(train_loader, train)
         val_loader = self._eval_loader(val, val_batch_size or batch_size)
+        check_not_empty(train_loader, "training")
+        check_not_empty(val_loader, "validation")
         if self.monitor is None:
             self.monitor = "val_loss" if val is not None else "train_loss"
         run_dir = self._strategy.broadcast_object(self._run_dir())  # rank 0's, on every rank
