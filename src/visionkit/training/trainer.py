@@ -273,7 +273,14 @@ class Trainer:
                 the position in the data order are restored.
 
         Returns:
-            The :class:`~visionkit.training.History` of per-epoch metrics.
+            The :class:`~visionkit.training.History` of per-epoch metrics: ``train_*``,
+            ``val_*``, ``lr`` and ``epoch_time``. ``lr`` is the first parameter group's
+            learning rate at the end of the epoch, before an epoch scheduler steps: the
+            rate the epoch trained with under ``scheduler_interval="epoch"``, and under
+            ``"step"`` the rate after the epoch's last scheduler step, which the next step
+            uses (:class:`~visionkit.callbacks.LearningRateMonitor` logs every step's). An
+            epoch cut short by ``max_steps`` or ``max_time`` gets a row; once resumed and
+            finished, that row is replaced, so there is one row per epoch.
         """
         describe_data(self, train)
         train_loader = make_loader(

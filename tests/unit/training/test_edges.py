@@ -170,3 +170,21 @@ def test_empty_training_set_is_refused_before_the_first_step() -> None:
     with pytest.raises(ConfigurationError, match=r"the training data is empty"):
         trainer.fit(_data(32).select([]), _data(32), batch_size=16)
     assert trainer.global_step == 0
+
+
+def test_lr_column_under_a_per_step_scheduler_is_the_rate_after_the_epochs_last_step() -> None:
+    model = _mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    trainer = Trainer(
+        model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scheduler_interval="step",
+        max_epochs=2,
+        device="cpu",
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+    )
+    trainer.fit(_data(48), batch_size=16)  # 3 steps per epoch
+    assert trainer.history["lr"] == [0.5**3, 0.5**6]
