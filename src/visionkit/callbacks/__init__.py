@@ -8,6 +8,7 @@ from visionkit.callbacks.base import Batch, Callback, MonitorCallback, StepOutpu
 from visionkit.callbacks.checkpoint import ModelCheckpoint
 from visionkit.callbacks.csv_logger import CSVLogger
 from visionkit.callbacks.early_stopping import EarlyStopping
+from visionkit.callbacks.finetune import FineTune, fine_tune_param_groups
 from visionkit.callbacks.lr_monitor import LearningRateMonitor
 from visionkit.callbacks.nan import TerminateOnNaN
 from visionkit.callbacks.progress import ProgressBar
@@ -18,6 +19,7 @@ __all__ = [
     "CSVLogger",
     "Callback",
     "EarlyStopping",
+    "FineTune",
     "LearningRateMonitor",
     "ModelCheckpoint",
     "MonitorCallback",
@@ -25,4 +27,5 @@ __all__ = [
     "StepOutput",
     "TensorBoardLogger",
     "TerminateOnNaN",
+    "fine_tune_param_groups",
 ]

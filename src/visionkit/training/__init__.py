@@ -2,7 +2,9 @@
 
 from visionkit._threads import available_cpus, default_num_threads
 from visionkit.training.distributed import DDPStrategy, Strategy
+from visionkit.training.finetune import fine_tune
 from visionkit.training.history import History
+from visionkit.training.lr_finder import LRFinderResult, lr_find
 from visionkit.training.metrics import ClassificationMetrics, EvaluationReport
 from visionkit.training.trainer import NonFiniteLossError, Trainer
 
@@ -11,9 +13,12 @@ __all__ = [
     "DDPStrategy",
     "EvaluationReport",
     "History",
+    "LRFinderResult",
     "NonFiniteLossError",
     "Strategy",
     "Trainer",
     "available_cpus",
     "default_num_threads",
+    "fine_tune",
+    "lr_find",
 ]

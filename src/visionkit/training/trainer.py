@@ -40,6 +40,7 @@ from visionkit.training._state import DataReplay, restore_state, trainer_state
 from visionkit.training._stopping import StopRule
 from visionkit.training.distributed import Strategy, StrategyName, resolve_strategy, torchrun_env
 from visionkit.training.history import History
+from visionkit.training.lr_finder import LRFinderResult, lr_find
 from visionkit.training.metrics import ClassificationMetrics, EvaluationReport
 
 __all__ = ["NonFiniteLossError", "Trainer"]
@@ -401,6 +402,13 @@ class Trainer:
         """Load only the model weights of a checkpoint (the caller's RNG is untouched)."""
         checkpoint = load_checkpoint(path, map_location=self.device)
         load_weights(self.model, checkpoint, source=str(path))
+
+    def lr_find(self, train: Data, **options: Any) -> LRFinderResult:
+        """Sweep the learning rate over ``train`` and suggest one (:func:`.lr_find`).
+
+        The model, optimizer, random generators and callbacks are left as they were.
+        """
+        return lr_find(self, train, **options)
 
     def should_stop_now(self) -> bool:
         """Whether training must end now (a callback asked, or a step/time budget ran out).
