@@ -28,6 +28,7 @@ PAGES = {
     "visionkit.callbacks": "callbacks",
     "visionkit.training": "training",
     "visionkit.predict": "predict",
+    "visionkit.plots": "plots",
 }
 
 

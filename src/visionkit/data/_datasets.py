@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 import operator
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -12,7 +11,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from visionkit._checks import check_int, check_number, describe
+from visionkit._checks import check_int, describe
+from visionkit._images import check_normalization, float_values
 from visionkit.exceptions import ConfigurationError, DataError, VisionKitError
 
 __all__ = [
@@ -293,20 +293,6 @@ def _check_stats(
     return mean_l, std_l
 
 
-def check_normalization(mean: list[float], std: list[float]) -> None:
-    """Refuse statistics that would not map pixels in ``[0, 1]`` to finite ``float32``."""
-    if any(s <= 0 for s in std):
-        raise ConfigurationError(f"std values must be positive, got {std}")
-    edges = torch.tensor([[0.0], [1.0]])
-    normalized = (edges - torch.tensor(mean)) / torch.tensor(std)
-    if not bool(torch.isfinite(normalized).all()):
-        raise ConfigurationError(
-            f"mean {mean} and std {std} turn pixels in [0, 1] into infinite float32 values: "
-            "std is too small or mean too large; use the statistics of the pixels scaled to "
-            "[0, 1] (compute_mean_std gives them)"
-        )
-
-
 def _check_images(images: Any) -> None:
     if not isinstance(images, torch.Tensor):
         hint = ": convert it with torch.from_numpy(array)" if hasattr(images, "__array__") else ""
@@ -416,21 +402,3 @@ def normalization(normalize: Stats) -> tuple[list[float] | None, list[float] | N
         )
     mean, std = normalize
     return float_values(mean, "mean"), float_values(std, "std")
-
-
-def float_values(value: Any, name: str) -> list[float]:
-    """``value``, one finite number or a sequence of them, as a list of floats (or an error)."""
-    expected = f"{name} must be a number or a sequence of numbers (one per channel)"
-    items: list[Any]
-    if isinstance(value, numbers.Real):
-        items = [value]
-    elif isinstance(value, (str, bytes)):
-        raise ConfigurationError(f"{expected}, got {describe(value)}")
-    else:
-        try:
-            items = [x.item() if isinstance(x, torch.Tensor) else x for x in value]
-        except (TypeError, ValueError, RuntimeError):
-            raise ConfigurationError(f"{expected}, got {describe(value)}") from None
-    if not items:
-        raise ConfigurationError(f"{name} is empty: give one value per channel")
-    return [check_number(f"{name}[{i}]", x) for i, x in enumerate(items)]

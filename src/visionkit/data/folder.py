@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import copy
-import json
 import os
-import re
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from visionkit._checks import (
     check_bool,
@@ -23,23 +21,25 @@ from visionkit._checks import (
     check_seed,
     describe,
 )
+from visionkit._images import (
+    IMAGE_EXTENSIONS,
+    Preprocess,
+    convert_mode,
+    describe_failure,
+    open_image,
+    walk_files,
+)
 from visionkit.data._datasets import ClassificationDataset, Sample
+from visionkit.data._names import NameMap, check_names, display_names
 from visionkit.data._splits import DataSplits, split_indices
 from visionkit.data.presets import ToFloatTensor, preprocess_from_transform
 from visionkit.exceptions import ConfigurationError, DataError
 
-if TYPE_CHECKING:
-    from visionkit.predict.checkpoint import Preprocess
-
 __all__ = ["IMAGE_EXTENSIONS", "ImageFolderDataset", "image_folder"]
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-"""File extensions read as images (torchvision's ``IMG_EXTENSIONS``), in any letter case."""
 
 _SYSTEM_FILES = frozenset({"thumbs.db", "desktop.ini"})
 _TO_TENSOR = ToFloatTensor()
 _MODES = ("RGB", "L")
-NameMap = str | os.PathLike[str] | Mapping[str, str]
 Transform = Callable[[Any], Any]
 
 
@@ -52,11 +52,14 @@ class ImageFolderDataset(ClassificationDataset):
     Hidden files and folders (``.ipynb_checkpoints``, ``.DS_Store``) and ``Thumbs.db`` /
     ``desktop.ini`` are ignored; any other file that is not an image is an error.
 
-    Every file is checked when the data set is built, and every problem found (a corrupt,
-    truncated, empty or non-image file, an image over Pillow's decompression-bomb limit,
-    an empty class folder, a class missing from the name map) is reported together in one
-    :class:`~visionkit.DataError`. Grayscale, palette and RGBA images are converted to
-    ``mode``, as torchvision's loader does.
+    Links to folders are followed, as torchvision does. Every file is checked when the
+    data set is built, and every problem found (a corrupt, truncated, empty or non-image
+    file, an image over Pillow's decompression-bomb limit, an empty class folder, a class
+    missing from the name map, a link looping back to a folder that contains it) is
+    reported together in one :class:`~visionkit.DataError`. Grayscale, palette and RGBA
+    images are converted to ``mode``, as torchvision's loader does; 16-bit images are
+    scaled to 8 bits (``round(v / 257)``), never clipped, exactly as the
+    :class:`~visionkit.Predictor` reads them.
 
     Args:
         root: The folder holding one sub-folder per class.
@@ -102,7 +105,7 @@ class ImageFolderDataset(ClassificationDataset):
         root = _existing_folder(root, "image folder", "root")
         _check_mode(mode)
         _check_transform("transform", transform)
-        _check_names(names)
+        check_names(names)
         verify = check_bool("verify", verify)
         strict_names = check_bool("strict_names", strict_names)
         _check_preprocess(preprocess)
@@ -118,7 +121,7 @@ class ImageFolderDataset(ClassificationDataset):
             folders = [_plain_name(f"class_folders[{i}]", f) for i, f in enumerate(class_folders)]
         reference = "class_folders" if class_folders is not None else None
         samples = _scan_split(root, folders, reference, verify=verify, problems=problems)
-        classes = _display_names(folders, names, root, strict=strict_names, problems=problems)
+        classes = display_names(folders, names, root, strict=strict_names, problems=problems)
         _raise_problems(root, problems)
         if preprocess is None:
             preprocess = _try_describe(transform, mode)
@@ -279,7 +282,7 @@ def image_folder(
     root = _existing_folder(root, "data set root", "root")
     _check_mode(mode)
     splits = _check_splits(splits)
-    _check_names(names)
+    check_names(names)
     _check_transform("train_transform", train_transform)
     _check_transform("eval_transform", eval_transform)
     val_fraction = check_fraction("val_fraction", val_fraction)
@@ -355,7 +358,7 @@ def _scan_all(
                 root / folder, folders, reference, verify=verify, problems=problems
             )
             result[split] = (folder, samples)
-    classes = _display_names(folders, names, train_dir, strict=strict_names, problems=problems)
+    classes = display_names(folders, names, train_dir, strict=strict_names, problems=problems)
     _raise_problems(root, problems)
     return result, folders, classes
 
@@ -409,16 +412,6 @@ def _plain_name(name: str, value: Any) -> str:
     return value
 
 
-def _check_names(names: Any) -> None:
-    if names is None or isinstance(names, Mapping):
-        return
-    if isinstance(names, bytes) or not isinstance(names, (str, os.PathLike)):
-        raise ConfigurationError(
-            "names must be None, a mapping from class folder name to display name, or the "
-            f"path of a JSON file holding one (such as cat_to_name.json), got {describe(names)}"
-        )
-
-
 def _check_transform(name: str, transform: Any) -> None:
     if transform is not None and not callable(transform):
         raise ConfigurationError(
@@ -428,8 +421,6 @@ def _check_transform(name: str, transform: Any) -> None:
 
 
 def _check_preprocess(preprocess: Any) -> None:
-    from visionkit.predict.checkpoint import Preprocess  # no import cycle with visionkit.predict
-
     if preprocess is not None and not isinstance(preprocess, Preprocess):
         raise ConfigurationError(
             "preprocess must be None (derived from the evaluation transform) or a "
@@ -471,7 +462,7 @@ def _scan_split(
     for label, folder in enumerate(folders):
         if folder not in present:
             continue
-        files = _list_files(split_dir / folder)
+        files = _list_files(split_dir / folder, problems)
         if not files:
             problems.append(
                 f"empty class folder {split_dir / folder}: add its images or delete the folder"
@@ -500,16 +491,17 @@ def _compare_classes(
             )
 
 
-def _list_files(class_dir: Path) -> list[Path]:
-    """Files under ``class_dir`` in torchvision's order, without hidden and system files."""
-    walked: list[tuple[str, list[str]]] = []
-    for top, dirs, files in os.walk(class_dir, followlinks=True):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        walked.append((top, files))
+def _list_files(class_dir: Path, problems: list[str]) -> list[Path]:
+    """Files under ``class_dir`` in torchvision's order, without hidden and system files.
+
+    A symbolic link looping back to a folder that contains it is added to ``problems``.
+    """
+    walked, loops = walk_files(class_dir, hidden_folders=False)
+    problems += loops
     return [
         Path(top, name)
-        for top, files in sorted(walked)
-        for name in sorted(files)
+        for top, files in walked
+        for name in files
         if not name.startswith(".") and name.lower() not in _SYSTEM_FILES
     ]
 
@@ -533,7 +525,7 @@ def _file_problem(path: Path, verify: bool) -> str | None:
     try:
         if path.is_file() and path.stat().st_size == 0:
             return f"{path} is empty (0 bytes): replace it with the original image or delete it"
-        with _open_image(path) as image:
+        with open_image(path) as image:
             if verify:
                 if image.format == "JPEG" and min(image.size) >= 64:
                     # Decode at 1/8 scale: faster, and it still reads every byte.
@@ -542,166 +534,21 @@ def _file_problem(path: Path, verify: bool) -> str | None:
     except DataError as error:
         return str(error)
     except Exception as error:  # Pillow decoders raise many types; report them alike
-        return f"{path} {_failure(error)}"
+        return f"{path} {describe_failure(error)}"
     return None
-
-
-def _open_image(path: Path) -> Image.Image:
-    """``Image.open`` (which reads only the header), refusing decompression bombs.
-
-    Pillow only warns about images between ``PIL.Image.MAX_IMAGE_PIXELS`` and twice that,
-    and decodes them; visionkit refuses every image over the limit, before decoding it.
-    """
-    if not path.is_file() and path.exists():  # a FIFO or a device would block or never end
-        raise DataError(
-            f"{path} is not a regular file (a folder, device or FIFO): pass an image file"
-        )
-    try:
-        image = Image.open(path)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        # The warning arrives as an exception only when warnings are turned into errors.
-        found = re.search(r"\((\d+) pixels\)", str(error))
-        raise DataError(
-            _bomb_message(path, "huge", int(found.group(1)) if found else None)
-        ) from None
-    limit = Image.MAX_IMAGE_PIXELS
-    if limit is not None and image.width * image.height > limit:
-        image.close()
-        size = f"{image.width}x{image.height}"
-        raise DataError(_bomb_message(path, size, image.width * image.height))
-    return image
-
-
-def _bomb_message(path: Path, size: str, pixels: int | None) -> str:
-    limit = Image.MAX_IMAGE_PIXELS
-    count = f"{pixels} pixels" if pixels else "more than twice the limit"
-    raise_to = pixels or "None"
-    return (
-        f"{path} is a {size} image, over Pillow's decompression-bomb limit of {limit} pixels "
-        f"(PIL.Image.MAX_IMAGE_PIXELS): at {count}, decoding it could exhaust the memory, so "
-        "it was refused without being decoded. Shrink it, or if you trust the file, raise "
-        f"the limit first: PIL.Image.MAX_IMAGE_PIXELS = {raise_to}"
-    )
-
-
-def _failure(error: Exception) -> str:
-    """Why Pillow could not read an image, as the rest of a sentence naming the file."""
-    if isinstance(error, UnidentifiedImageError):
-        return (
-            "is not an image Pillow can read (corrupt, or another kind of file with an image "
-            "extension): replace it with the original image or delete it"
-        )
-    return (
-        f"is a corrupt or truncated image ({type(error).__name__}: {error}): replace it with "
-        "the original image or delete it"
-    )
 
 
 def _load(path: Path, mode: str) -> Image.Image:
     try:
-        with _open_image(path) as image:
-            if image.mode == "P" and "transparency" in image.info:
-                image = image.convert("RGBA")  # as Pillow advises for transparent palettes
-            converted = _convert_mode(image, mode, what=f"image {path}")
+        with open_image(path) as image:
+            converted = convert_mode(image, mode, what=f"image {path}")
             return image.copy() if converted is image else converted  # loaded before closing
     except DataError:
         raise
     except FileNotFoundError:
         raise DataError(f"image file {path} disappeared after the data set was built") from None
     except Exception as error:  # name the file, not just a bare Pillow error
-        raise DataError(f"{path} {_failure(error)}") from error
-
-
-def _convert_mode(image: Image.Image, mode: str, *, what: str) -> Image.Image:
-    """``image`` (``what``, for errors) converted to ``mode`` as ``Image.convert`` does.
-
-    Pillow cannot convert every mode directly. ``"La"`` and ``"RGBa"`` (alpha
-    premultiplied) are first converted to ``"LA"`` / ``"RGBA"``, which undoes the
-    premultiplication, so they give what the same picture stored as ``"LA"`` / ``"RGBA"``
-    gives. A mode that cannot be converted at all (``"LAB"``: colour spaces need a colour
-    profile) is refused with a :class:`~visionkit.DataError`, as torchvision's loader
-    (``Image.convert("RGB")``) would fail on it.
-    """
-    if image.mode == mode:
-        return image
-    image.load()  # a decoding error is not a conversion error: let it through as it is
-    premultiplied = {"La": "LA", "RGBa": "RGBA"}
-    try:
-        if image.mode in premultiplied:
-            image = image.convert(premultiplied[image.mode])
-        converted: Image.Image = image.convert(mode)
-        return converted
-    except ValueError as error:  # Pillow: "conversion from LAB to RGB not supported"
-        hint = (
-            " (for LAB, with PIL.ImageCms: ImageCms.applyTransform(image, "
-            "ImageCms.buildTransform(ImageCms.createProfile('LAB'), "
-            "ImageCms.createProfile('sRGB'), 'LAB', 'RGB')))"
-            if image.mode == "LAB"
-            else ""
-        )
-        raise DataError(
-            f"cannot convert {what} from Pillow mode {image.mode!r} to {mode!r} ({error}): "
-            f"convert it to 'RGB' or 'L' yourself first{hint}"
-        ) from None
-
-
-def _display_names(
-    folders: list[str],
-    names: NameMap | None,
-    train_dir: Path,
-    *,
-    strict: bool,
-    problems: list[str],
-) -> list[str]:
-    if names is None:
-        return list(folders)
-    mapping, source = _read_names(names)
-    lacking = [folder for folder in folders if folder not in mapping]
-    if lacking:
-        problems.append(
-            f"{source} has no name for the class folder(s) {lacking} of {train_dir}: add them "
-            "to the name map, or check that its keys are the folder names"
-        )
-    extra = sorted(set(mapping) - set(folders))
-    if strict and extra:
-        problems.append(
-            f"{source} names class(es) {extra} that have no folder in {train_dir}: remove "
-            "them, add the folders, or pass strict_names=False"
-        )
-    classes = [mapping.get(folder, folder) for folder in folders]
-    repeated = sorted({name for name in classes if classes.count(name) > 1})
-    if repeated:
-        problems.append(f"{source} gives several class folders the same name(s) {repeated}")
-    return classes
-
-
-def _read_names(names: NameMap) -> tuple[dict[str, str], str]:
-    if isinstance(names, Mapping):
-        return _as_names(names.items(), "the name map"), "the name map"
-    path = Path(names)
-    try:
-        loaded = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"name map {path} not found: pass the JSON file's path") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(
-            f"name map {path} is not valid JSON ({error}): expected an object such as "
-            '{"1": "pink primrose"}'
-        ) from None
-    if not isinstance(loaded, dict):
-        raise DataError(
-            f"name map {path} holds a JSON {type(loaded).__name__}, expected an object from "
-            'class folder name to display name such as {"1": "pink primrose"}'
-        )
-    return _as_names(loaded.items(), str(path)), f"name map {path}"
-
-
-def _as_names(items: Iterable[tuple[Any, Any]], source: str) -> dict[str, str]:
-    mapping = {str(key): value for key, value in items}
-    bad = {key: value for key, value in mapping.items() if not isinstance(value, str)}
-    if bad:
-        raise DataError(f"{source} must map folder names to strings; found {bad}")
-    return mapping
+        raise DataError(f"{path} {describe_failure(error)}") from error
 
 
 def _try_describe(transform: Transform | None, mode: str) -> Preprocess | None:

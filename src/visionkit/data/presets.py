@@ -19,19 +19,16 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torchvision.transforms import v2
 
 from visionkit._checks import check_int, check_number, describe
-from visionkit.data._datasets import check_normalization, float_values
+from visionkit._images import Preprocess, check_normalization, float_values
 from visionkit.data._loaders import BatchAugment
 from visionkit.exceptions import ConfigurationError, DataError
-
-if TYPE_CHECKING:
-    from visionkit.predict.checkpoint import Preprocess
 
 __all__ = [
     "CIFAR10_MEAN",
@@ -282,8 +279,6 @@ def preprocess_from_transform(transform: Any, *, mode: str = "RGB") -> Preproces
         ConfigurationError: if the transform is random or holds a step a checkpoint cannot
             describe; pass a :class:`~visionkit.predict.Preprocess` yourself then.
     """
-    from visionkit.predict.checkpoint import Preprocess  # no import cycle with visionkit.data
-
     fields: dict[str, Any] = {"mode": mode}
     for step in _steps(transform):
         _describe(step, fields)

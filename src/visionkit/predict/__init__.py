@@ -1,19 +1,18 @@
 """Prediction: the ``Predictor``, the checkpoint format, plots and export."""
 
-from visionkit.predict._export import ExportFormat, export, load_exported
-from visionkit.predict._images import ImageInput
-from visionkit.predict.checkpoint import (
-    FORMAT_VERSION,
-    Preprocess,
-    load_checkpoint,
-    make_checkpoint,
-    save_checkpoint,
-)
-from visionkit.predict.plots import (
+from visionkit._images import ImageInput, Preprocess
+from visionkit.plots import (
     plot_confusion_matrix,
     plot_history,
     plot_prediction_grid,
     plot_topk,
+)
+from visionkit.predict._export import ExportFormat, export, load_exported
+from visionkit.predict.checkpoint import (
+    FORMAT_VERSION,
+    load_checkpoint,
+    make_checkpoint,
+    save_checkpoint,
 )
 from visionkit.predict.predictor import Prediction, Predictor
 

@@ -15,11 +15,11 @@ from torch import nn
 
 from visionkit._checks import check_int, describe
 from visionkit._device import resolve_device
+from visionkit._images import ImageInput, Preprocess, image_files
 from visionkit._seed import get_rng_state, set_rng_state
 from visionkit.data._datasets import check_classes
 from visionkit.exceptions import CheckpointError, ConfigurationError, DataError, VisionKitError
-from visionkit.predict._images import ImageInput, image_files
-from visionkit.predict.checkpoint import Preprocess, load_checkpoint, load_weights
+from visionkit.predict.checkpoint import load_checkpoint, load_weights
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -40,7 +40,8 @@ class Prediction:
         index: Predicted class index (the most probable).
         name: Its class name.
         probability: Its probability.
-        indices: The ``top_k`` most probable class indices, most probable first.
+        indices: The ``top_k`` most probable class indices, most probable first (equal
+            probabilities in index order, so ``indices[0]`` is the ``argmax``).
         names: Their class names.
         probabilities: Their probabilities.
         source: The file the image came from, when it came from a file.
@@ -147,19 +148,51 @@ class Predictor:
 
         Raises:
             CheckpointError: if the file is missing, corrupt, unsafe, from a newer
-                visionkit, or holds weights of another model than ``model``.
+                visionkit, holds weights of another model than ``model``, or stores
+                another number of class names than the model has outputs.
         """
         checkpoint = load_checkpoint(path)
         if model is None:
             model = _rebuild(checkpoint, path)
         load_weights(model, checkpoint, source=str(path))
-        return cls(
+        predictor = cls(
             model,
             classes=_classes(checkpoint, path),
             preprocess=_preprocess(checkpoint, path),
             device=device,
             precision=precision,
         )
+        predictor._check_class_count(checkpoint, path)
+        return predictor
+
+    def _check_class_count(self, checkpoint: dict[str, Any], path: str | os.PathLike[str]) -> None:
+        """Refuse class names that cannot name the model's outputs, naming the file."""
+        outputs = self._num_outputs(checkpoint)
+        if self.classes is None or outputs is None or len(self.classes) == outputs:
+            return
+        raise CheckpointError(
+            f"checkpoint {path} stores {len(self.classes)} class names but its model has "
+            f"{outputs} outputs, so its predictions cannot be named: store {outputs} names, "
+            "in label order (checkpoint = load_checkpoint(path); checkpoint['classes'] = "
+            "names; save_checkpoint(checkpoint, path)), or train with data whose classes "
+            "match the model's num_classes"
+        )
+
+    def _num_outputs(self, checkpoint: dict[str, Any]) -> int | None:
+        """The model's number of outputs, or ``None`` when it cannot be told.
+
+        One forward pass of a blank input when the preprocessing fixes the input size (true
+        for any model), else the ``num_classes`` the model was built with.
+        """
+        shape = self.preprocess.input_shape
+        if shape is not None:
+            try:
+                outputs = self._forward(torch.zeros(1, *shape), raw=False)
+            except (RuntimeError, ValueError, TypeError):
+                return None  # a model that cannot run is reported by predict, with the input
+            return int(outputs.shape[1]) if outputs.dim() == 2 else None
+        num_classes = ((checkpoint.get("model") or {}).get("kwargs") or {}).get("num_classes")
+        return num_classes if type(num_classes) is int else None
 
     # ------------------------------------------------------------------ prediction
     @overload
@@ -349,8 +382,9 @@ class Predictor:
         if not 1 <= top_k <= num_classes:
             raise ConfigurationError(f"top_k must be in 1..{num_classes}, got {top_k}")
         names = self._names(num_classes)
-        values, indices = probabilities.topk(top_k, dim=1)
-        rows = zip(values.tolist(), indices.tolist(), sources, strict=True)
+        # equal probabilities go to the lower index, as argmax and the top-k accuracies rank
+        values, indices = probabilities.sort(dim=1, descending=True, stable=True)
+        rows = zip(values[:, :top_k].tolist(), indices[:, :top_k].tolist(), sources, strict=True)
         return [_prediction(v, i, names, s) for v, i, s in rows]
 
     def _names(self, num_classes: int) -> list[str]:
@@ -377,7 +411,7 @@ class Predictor:
         path: str | os.PathLike[str] | None = None,
     ) -> Figure:
         """Grid of the first ``n`` images of ``dataset`` titled ``pred (true)``, green/red."""
-        from visionkit.predict.plots import plot_prediction_grid
+        from visionkit.plots import plot_prediction_grid
 
         samples = [dataset[i] for i in range(min(n, len(dataset)))]  # type: ignore[arg-type]
         inputs = [self.to_input(s[0]) for s in samples]
@@ -394,7 +428,7 @@ class Predictor:
         self, image: ImageInput, *, top_k: int = 5, path: str | os.PathLike[str] | None = None
     ) -> Figure:
         """The image beside a bar chart of its ``top_k`` class probabilities (seed 000)."""
-        from visionkit.predict.plots import plot_topk
+        from visionkit.plots import plot_topk
 
         model_input = self.to_input(image)
         prediction = self.predict([model_input], top_k=top_k)[0]

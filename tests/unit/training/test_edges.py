@@ -188,3 +188,14 @@ def test_lr_column_under_a_per_step_scheduler_is_the_rate_after_the_epochs_last_
     )
     trainer.fit(_data(48), batch_size=16)  # 3 steps per epoch
     assert trainer.history["lr"] == [0.5**3, 0.5**6]
+
+
+def test_label_equal_to_the_number_of_classes_is_refused() -> None:
+    data = _data(32)
+    labels = data.targets.clone()
+    labels[5] = 10  # one past the last class of a 10-class model
+    bad = TensorImageDataset(data.images, labels, [str(i) for i in range(11)])
+    trainer = Trainer(_mlp(), device="cpu", enable_checkpointing=False, enable_progress_bar=False)
+    with pytest.raises(ConfigurationError, match=r"found label 10 but the model outputs 10"):
+        trainer.fit(bad, batch_size=16)
+    assert trainer.global_step == 0

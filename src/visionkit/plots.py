@@ -1,7 +1,21 @@
 """Plots of training curves, predictions and confusion matrices (needs the ``plot`` extra).
 
 Every function builds a ``matplotlib.figure.Figure`` without pyplot, so it works headless
-and leaves no global state; pass ``path`` to also save it as an image.
+and leaves no global state; pass ``path`` to also save it as an image. The same plots are
+offered as methods (:meth:`~visionkit.History.plot`,
+:meth:`~visionkit.Predictor.plot_topk`, ...) and re-exported from :mod:`visionkit.predict`.
+
+This module sits above training and prediction: it reads their objects (a
+:class:`~visionkit.History`, a :class:`~visionkit.Prediction`, an
+:class:`~visionkit.EvaluationReport`) but imports their types only for type checking, so
+the methods that offer plots import it lazily, when called.
+
+Example:
+    >>> from visionkit import History
+    >>> from visionkit.plots import plot_history
+    >>> figure = plot_history(History([{"epoch": 0, "train_loss": 0.9, "val_loss": 1.1}]))
+    >>> len(figure.axes)
+    2
 """
 
 from __future__ import annotations
@@ -21,9 +35,16 @@ if TYPE_CHECKING:
 
     from visionkit.predict.predictor import Prediction
     from visionkit.training.history import History
+    from visionkit.training.lr_finder import LRFinderResult
     from visionkit.training.metrics import EvaluationReport
 
-__all__ = ["plot_confusion_matrix", "plot_history", "plot_prediction_grid", "plot_topk"]
+__all__ = [
+    "plot_confusion_matrix",
+    "plot_history",
+    "plot_lr_find",
+    "plot_prediction_grid",
+    "plot_topk",
+]
 
 _GREEN, _RED = "#1a7f37", "#cf222e"
 
@@ -181,4 +202,26 @@ def plot_confusion_matrix(
             color="white" if value > threshold else "black",
             fontsize=8,
         )
+    return _finish(figure, path)
+
+
+def plot_lr_find(result: LRFinderResult, *, path: str | os.PathLike[str] | None = None) -> Figure:
+    """The learning-rate sweep: smoothed loss against learning rate, the suggestion marked."""
+    figure = _figure(figsize=(6, 4))
+    axes = figure.add_subplot(1, 1, 1)
+    axes.plot(result.lrs, result.losses)
+    axes.set_xscale("log")
+    if result.suggestion is not None:
+        index = result.lrs.index(result.suggestion)
+        axes.plot(
+            [result.suggestion],
+            [result.losses[index]],
+            marker="o",
+            color=_RED,
+            label=f"suggestion {result.suggestion:.2e}",
+        )
+        axes.legend()
+    axes.set_xlabel("learning rate")
+    axes.set_ylabel("loss (smoothed)")
+    axes.grid(alpha=0.3)
     return _finish(figure, path)

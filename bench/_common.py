@@ -1,0 +1,98 @@
+"""What the benchmarks of ``run_all.py`` share: problem sizes, the memory meter, devices."""
+
+from __future__ import annotations
+
+import importlib.util
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+import bench_data
+import torch
+
+HAS_LIGHTNING = importlib.util.find_spec("lightning") is not None
+Result = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Problem sizes; ``--quick`` shrinks the CPU workloads, never the targets."""
+
+    data_copies: int = 6  # tiles of the 10,000 real digits: 60,000 training digits
+    data_repeats: int = 3
+    trainer_mlp: tuple[int, int] = (48000, 12000)
+    trainer_convnet: tuple[int, int] = (6400, 1600)
+    trainer_repeats: int = 5
+    predict_n: int = 2000
+    predict_repeat: int = 5
+    flowers: bool = True
+    accuracy_max_time: float = 600.0
+    gpu_n: int = 50000
+    gpu_epochs: int = 4
+    gpu_batch: int = 512
+    gpu_models: tuple[str, ...] = ("resnet_deep", "resnet18")
+
+
+QUICK = Sizes(
+    data_copies=2,
+    data_repeats=1,
+    trainer_mlp=(9600, 2400),
+    trainer_convnet=(3200, 800),
+    trainer_repeats=5,
+    predict_n=1000,
+    predict_repeat=3,
+    flowers=False,
+    accuracy_max_time=170.0,
+    gpu_n=10240,
+    gpu_epochs=3,
+)
+SMOKE = Sizes(  # --gpu-smoke: the GPU benchmark's code paths on the CPU, tiny sizes
+    gpu_n=256, gpu_epochs=2, gpu_batch=64, gpu_models=("resnet_deep",)
+)
+
+
+# ---------------------------------------------------------------------------- memory
+class Peak:
+    """Peak resident memory (and peak CUDA allocation) while the ``with`` block runs."""
+
+    def __enter__(self) -> Peak:
+        self.rss_before_mb = bench_data._memory_kb("VmRSS") / 1024
+        bench_data._reset_peak()
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.rss_mb = bench_data._memory_kb("VmHWM") / 1024
+        self.cuda_mb = (
+            torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+        )
+
+    def columns(self) -> dict[str, Any]:
+        """The memory columns of a result row."""
+        row = {"peak RSS MiB": self.rss_mb, "RSS rise MiB": self.rss_mb - self.rss_before_mb}
+        if self.cuda_mb is not None:
+            row["peak CUDA MiB"] = self.cuda_mb
+        return row
+
+
+Runs = dict[str, list[tuple[float, float, Peak]]]
+
+
+def paired(runs: Runs, name: str, base: str, column: int = 1) -> float:
+    """Median over repeats of ``name``'s time / ``base``'s (column 0: wall, 1: CPU)."""
+    pairs = zip(runs[name], runs[base], strict=True)
+    return statistics.median(a[column] / b[column] for a, b in pairs)
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work, so a timer sees it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def device_name(device: torch.device) -> str:
+    """``cuda (<GPU name>)`` or ``cpu (<CPU name>)``."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({bench_data._cpu_name()})"

@@ -1,0 +1,34 @@
+"""Images: decoding files and pixels, and the ``Preprocess`` checkpoints store.
+
+The layer below :mod:`visionkit.data` and :mod:`visionkit.predict`: both read images
+through it, so a file gives the same pixels in training and in prediction. It imports
+nothing from either. Its public names are documented where users import them:
+:class:`~visionkit.predict.Preprocess` and :data:`~visionkit.predict.ImageInput` in
+:mod:`visionkit.predict`, :data:`~visionkit.data.IMAGE_EXTENSIONS` in :mod:`visionkit.data`.
+"""
+
+from visionkit._images.decode import (
+    ImageInput,
+    convert_mode,
+    describe_failure,
+    load_image,
+    open_image,
+    to_uint8,
+)
+from visionkit._images.files import IMAGE_EXTENSIONS, image_files, walk_files
+from visionkit._images.preprocess import Preprocess, check_normalization, float_values
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ImageInput",
+    "Preprocess",
+    "check_normalization",
+    "convert_mode",
+    "describe_failure",
+    "float_values",
+    "image_files",
+    "load_image",
+    "open_image",
+    "to_uint8",
+    "walk_files",
+]
