@@ -59,7 +59,7 @@ def test_w3_keeps_airplanes_and_birds(cifar_batches_dir: Path, tmp_path: Path) -
     assert "classes ['airplane', 'bird'], label map {0: 0, 2: 1}" in result.stdout
     train = _accuracy(result.stdout, "Accuracy on Training Set:")
     val = _accuracy(result.stdout, "Accuracy on Validation Set:")
-    assert 0.0 <= val <= 1.0
+    assert val > 0.5  # two classes: chance is 0.5 (this seeded run gets all of them)
     assert train > 0.5
     assert (out / "predictions.png").stat().st_size > 5_000
     checkpoint = load_checkpoint(out / "checkpoints" / "best.ckpt")
@@ -89,7 +89,7 @@ def test_w5_trains_the_head_on_random_features_offline(flowers_dir: Path, tmp_pa
     out = tmp_path / "out"
     assert "randomly initialised VGG16 features" in result.stdout
     assert "overall" in result.stdout
-    assert 0.0 <= _accuracy(result.stdout) <= 1.0
+    assert _accuracy(result.stdout) > 0.2  # five classes: chance is 0.2 (this run: 5 of 15)
     top5 = re.search(r"test/1/image_06743\.jpg: (.*)", result.stdout)
     assert top5
     assert sorted(n.rsplit(" ", 1)[0] for n in top5.group(1).split(", ")) == sorted(FLOWER_NAMES)

@@ -86,6 +86,7 @@ def _trainer_stub() -> SimpleNamespace:
             st.integers(-3, -1) | st.sampled_from([1.5, math.nan, math.inf, True, "3", None]),
         ),
         restore_best_weights=BOOLS,
+        check_finite=BOOLS,
         verbose=(st.just(False), st.sampled_from(["yes", 1])),
     ),
     values=st.lists(
@@ -100,6 +101,7 @@ def test_early_stopping(args: dict[str, Any], values: list[float], count: Count)
         and patience is not None
         and patience >= 0
         and is_bool(args["restore_best_weights"])
+        and is_bool(args["check_finite"])
         and is_bool(args["verbose"])
     )
     assert ok == valid, f"EarlyStopping({args}): {stopper!r}"
@@ -109,6 +111,12 @@ def test_early_stopping(args: dict[str, Any], values: list[float], count: Count)
         best, wait, stopped_at = (math.inf if mode == "min" else -math.inf), 0, None
         for epoch, value in enumerate(values):
             stopper.on_epoch_end(trainer, epoch, {stopper.monitor: value})
+            if args["check_finite"] and not math.isfinite(value):  # stops at once, as Lightning
+                stopped_at = epoch
+                assert trainer.should_stop, "a non-finite value stops training"
+                assert stopper.stop_reason is not None
+                assert f"at epoch {epoch}" in stopper.stop_reason
+                break
             better = not math.isnan(value) and (
                 value < best - delta if mode == "min" else value > best + delta
             )

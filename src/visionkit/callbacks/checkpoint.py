@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,7 +42,13 @@ class ModelCheckpoint(MonitorCallback):
             (``val_loss`` with validation data, else ``train_loss``).
         mode: ``"min"``, ``"max"`` or ``"auto"`` (from the metric name).
         min_delta: Smallest change that counts as an improvement.
-        save_top_k: How many best checkpoints to keep (``0`` keeps none, ``-1`` all).
+        save_top_k: How many best checkpoints to keep: the files of the ``k`` best scores
+            seen, ranked by the monitored value (on equal values the earlier epoch ranks
+            first, as in Lightning); ``0`` keeps none (only ``last.ckpt`` with
+            ``save_last``), ``-1`` keeps the file of every epoch with a finite score. A NaN
+            or infinite score has no rank: it is never saved as a best checkpoint, never
+            takes the place of a kept one and never becomes ``best`` or
+            ``best_model_path`` (``last.ckpt`` is still written).
         save_last: Also write ``last.ckpt`` after every epoch (for resuming).
         filename: Name template of the best files, formatted with the epoch's metrics,
             e.g. ``"epoch{epoch:03.0f}-{val_loss:.4f}"`` (``epoch`` and ``step`` are
@@ -52,7 +59,7 @@ class ModelCheckpoint(MonitorCallback):
         every_n_train_steps: Also write ``last.ckpt`` every N optimizer steps, in the middle
             of an epoch, so a run killed mid-epoch resumes from at most N steps back, exactly
             where it was (data order, RNG states and running metrics included).
-        verbose: Print a line when a better checkpoint is saved.
+        verbose: Print a line when a best checkpoint is saved.
 
     Raises:
         ConfigurationError: if a count is not an integer in its range (``1.5``, ``True``
@@ -139,20 +146,20 @@ class ModelCheckpoint(MonitorCallback):
             trainer.save_checkpoint(self.last_model_path)
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
-        """Save the last checkpoint and, if the monitored metric improved, a best one."""
+        """Save the last checkpoint and, if the monitored value ranks in the top k, a best one."""
         if not trainer.is_global_zero or (epoch + 1) % self.every_n_epochs:
             return
         value = self.current(metrics)
-        if self.save_top_k != 0 and self._qualifies(value):
-            if self.improved(value):
-                self.best = value
+        if self.save_top_k != 0 and math.isfinite(value) and self._qualifies(value):
             path = self._best_path(metrics)
             trainer.save_checkpoint(path, metrics=metrics)  # written before any file goes
+            self.best_k_models.pop(str(path), None)  # same name again: now the latest save
             self.best_k_models[str(path)] = value
             self._prune()
-            self.best_model_path = Path(self._best_of_k())
+            self._update_best()
             if self.verbose:
-                print(f"{self.monitor} improved to {value:.6f}: saved {path}")
+                ranks = "improved to" if self.best_model_path == path else "ranks in the top k at"
+                print(f"{self.monitor} {ranks} {value:.6f}: saved {path}")
         if self.save_last:
             self.last_model_path = self._folder() / "last.ckpt"
             trainer.save_checkpoint(self.last_model_path, metrics=metrics)
@@ -160,30 +167,31 @@ class ModelCheckpoint(MonitorCallback):
             self.last_model_path = self.best_model_path
 
     def _qualifies(self, value: float) -> bool:
-        if self.save_top_k == 1 or not self.best_k_models:
-            return self.improved(value)
         if self.save_top_k == -1 or len(self.best_k_models) < self.save_top_k:
             return True
-        worst = self._worst_of_k()
+        worst = self._ranked()[-1]
         return self._better(value, self.best_k_models[worst])
 
     def _better(self, a: float, b: float) -> bool:
         return a < b - self.min_delta if self.mode == "min" else a > b + self.min_delta
 
-    def _worst_of_k(self) -> str:
-        pick = max if self.mode == "min" else min
-        return pick(self.best_k_models, key=self.best_k_models.__getitem__)
-
-    def _best_of_k(self) -> str:
-        pick = min if self.mode == "min" else max
-        return pick(self.best_k_models, key=self.best_k_models.__getitem__)
+    def _ranked(self) -> list[str]:
+        """The kept paths, best first; among equal scores the earlier save ranks first."""
+        sign = 1.0 if self.mode == "min" else -1.0
+        # a stable sort keeps the save order (oldest first) among equal scores
+        return sorted(self.best_k_models, key=lambda path: sign * self.best_k_models[path])
 
     def _prune(self) -> None:
         limit = self.save_top_k
         while limit > 0 and len(self.best_k_models) > limit:
-            worst = self._worst_of_k()
+            worst = self._ranked()[-1]
             del self.best_k_models[worst]
             Path(worst).unlink(missing_ok=True)
+
+    def _update_best(self) -> None:
+        if self.best_k_models:
+            best = self._ranked()[0]
+            self.best_model_path, self.best = Path(best), self.best_k_models[best]
 
     def _folder(self) -> Path:
         if self.dirpath is None:
@@ -225,6 +233,12 @@ class ModelCheckpoint(MonitorCallback):
         self.best = float(state["best"])
         self.best_model_path = Path(state["best_model_path"]) if state["best_model_path"] else None
         self.last_model_path = Path(state["last_model_path"]) if state["last_model_path"] else None
-        self.best_k_models = dict(state["best_k_models"])
+        # a score that is not finite has no rank (files saved before it was refused stay)
+        self.best_k_models = {
+            path: float(score)
+            for path, score in state["best_k_models"].items()
+            if math.isfinite(float(score))
+        }
+        self._update_best()
         if state.get("dirpath") and not self._dirpath_given:
             self.dirpath = Path(state["dirpath"])  # a resumed run keeps writing to its folder

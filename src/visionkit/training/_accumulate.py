@@ -62,8 +62,8 @@ class BatchGroups:
             self.metrics = ClassificationMetrics(
                 int(logits.shape[1]), top_k=self.top_k, confusion=self.confusion
             )
-        self.metrics.update(logits.float(), targets)
-        self.metrics.state_tensor()[0] += _weighted_loss_sum(self._losses, self._targets)
+        loss_sum = _weighted_loss_sum(self._losses, self._targets)
+        self.metrics.update(logits.float(), targets, loss_sum=loss_sum)
         self._outputs, self._targets, self._losses = [], [], []
         return self.metrics
 

@@ -27,14 +27,16 @@ class ClassificationMetrics:
     Args:
         num_classes: Number of classes (the width of the model's output).
         top_k: The ``k`` values to report top-k accuracy for; values ``>= num_classes``
-            are skipped.
+            are skipped. Classes are ranked by score with equal scores in index order, the
+            order ``argmax`` picks from, so top-1 is the accuracy and top-k never falls as
+            ``k`` grows.
         confusion: Also keep the confusion matrix (needed for per-class accuracy).
 
     Example:
         >>> m = ClassificationMetrics(3)
         >>> m.update(torch.tensor([[2., 1, 0], [0, 2, 1], [0, 1, 2]]), torch.tensor([0, 1, 1]))
-        >>> m.compute()["accuracy"], m.per_class_accuracy()
-        (0.6666666666666666, [1.0, 0.5, nan])
+        >>> m.compute()["accuracy"], m.compute()["loss"], m.per_class_accuracy()
+        (0.6666666666666666, nan, [1.0, 0.5, nan])
     """
 
     def __init__(
@@ -56,9 +58,19 @@ class ClassificationMetrics:
         self._state = None
 
     def update(
-        self, logits: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor | None = None
+        self,
+        logits: torch.Tensor,
+        targets: torch.Tensor,
+        loss: torch.Tensor | None = None,
+        *,
+        loss_sum: torch.Tensor | None = None,
     ) -> None:
-        """Add a batch: ``logits`` ``(B, num_classes)``, ``targets`` ``(B,)``, mean ``loss``."""
+        """Add a batch: ``logits`` ``(B, num_classes)``, ``targets`` ``(B,)``, mean ``loss``.
+
+        Pass the batch's mean ``loss``, or ``loss_sum``, the loss summed over its samples
+        (both are 0-d tensors). Once a batch is added with neither, the reported loss is
+        ``nan``: the mean loss of the samples is not known.
+        """
         logits = logits.detach()
         if self._state is None:
             self._state = torch.zeros(self._width, dtype=torch.float64, device=logits.device)
@@ -66,13 +78,18 @@ class ClassificationMetrics:
         n = targets.shape[0]
         predicted = logits.argmax(1)
         hits = predicted == targets
-        if loss is not None:
+        if loss_sum is not None:
+            state[0] += loss_sum.detach().double()
+        elif loss is not None:
             state[0] += loss.detach().double() * n
+        else:
+            state[0] += math.nan
         state[1] += n
         state[2] += hits.sum()
-        for i, k in enumerate(self.top_k):
-            top = logits.topk(k, dim=1).indices
-            state[3 + i] += (top == targets[:, None]).any(1).sum()
+        if self.top_k:
+            ranks = _target_ranks(logits, targets)
+            for i, k in enumerate(self.top_k):
+                state[3 + i] += (ranks < k).sum()
         if self.confusion:
             # index_add_, unlike bincount, never reads the data on the host (no GPU sync)
             cells = targets.long() * self.num_classes + predicted
@@ -95,7 +112,7 @@ class ClassificationMetrics:
         return int(self.state_tensor()[1])
 
     def compute(self) -> dict[str, float]:
-        """``loss`` (mean per sample), ``accuracy`` and ``top{k}_accuracy`` as floats."""
+        """``loss`` (mean per sample, ``nan`` without one), ``accuracy`` and ``top{k}_accuracy``."""
         values = self.state_tensor().cpu()
         n = float(values[1])
         if n == 0:
@@ -142,6 +159,35 @@ class ClassificationMetrics:
                 k: values[f"top{k}_accuracy"] for k in self.top_k if f"top{k}_accuracy" in values
             },
         )
+
+
+def _target_ranks(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Where each target class stands when its row's classes are ranked, ``0`` = first.
+
+    Classes are ranked by score, highest first; equal scores go to the lower class index
+    and NaN ranks above every number, exactly as ``argmax`` picks. So rank ``0`` is the
+    ``argmax`` (top-1 equals accuracy), and a target is within the top ``k`` iff its rank
+    is below ``k``, which is never less often for a larger ``k``. Vectorised, with no read
+    on the host.
+
+    Args:
+        logits: Scores ``(B, C)``.
+        targets: Class indices ``(B,)``.
+
+    Returns:
+        ``int64`` ranks ``(B,)``.
+
+    Example:
+        >>> _target_ranks(torch.tensor([[1., 2., 2.], [1., 2., 2.]]), torch.tensor([2, 1]))
+        tensor([1, 0])
+    """
+    column = targets.long()[:, None]
+    score = logits.gather(1, column)
+    nan, nan_score = logits.isnan(), score.isnan()
+    above = (logits > score) | (nan & ~nan_score)
+    tied = (logits == score) | (nan & nan_score)
+    before = torch.arange(logits.shape[1], device=logits.device)[None, :] < column
+    return (above | (tied & before)).sum(1)
 
 
 @dataclass

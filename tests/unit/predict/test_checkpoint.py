@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 import pickle
 import random
@@ -159,13 +161,46 @@ def test_unsafe_values_are_refused_when_saving(tmp_path: Path, small_mlp: MlpFac
     assert not (tmp_path / "x.ckpt").exists()
 
 
-def test_save_is_atomic_and_leaves_no_temporary_file(tmp_path: Path, small_mlp: MlpFactory) -> None:
+def test_save_writes_the_complete_file_and_leaves_no_temporary_file(
+    tmp_path: Path, small_mlp: MlpFactory
+) -> None:
     path = save_checkpoint(make_checkpoint(small_mlp(), classes=DIGITS), tmp_path / "a.ckpt")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.ckpt"]
     checkpoint = load_checkpoint(path)
     assert checkpoint["classes"] == DIGITS
     assert checkpoint["model"]["kwargs"] == {"in_features": 784, "hidden": [16], "num_classes": 10}
     assert checkpoint["versions"]["torch"] == str(torch.__version__)
+
+
+def test_save_is_atomic_a_write_failing_midway_leaves_the_previous_file(
+    tmp_path: Path, small_mlp: MlpFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = save_checkpoint(make_checkpoint(small_mlp(0), classes=DIGITS), tmp_path / "a.ckpt")
+    previous = path.read_bytes()
+    real_save = torch.save
+    during: dict[str, Any] = {}
+
+    def torn_save(obj: Any, stream: Any, *args: Any, **kwargs: Any) -> None:
+        whole = io.BytesIO()
+        real_save(obj, whole, *args, **kwargs)
+        stream.write(whole.getvalue()[:1024])  # half a file, then the disk is full
+        stream.flush()
+        during["files"] = sorted(p.name for p in tmp_path.iterdir())
+        during["published"] = path.read_bytes()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", torn_save)
+    with pytest.raises(CheckpointError, match="the disk is full"):
+        save_checkpoint(make_checkpoint(small_mlp(1), classes=DIGITS), path)
+    # mid-write, the new bytes went to another file of the same folder, not to a.ckpt
+    assert during["published"] == previous
+    assert len(during["files"]) == 2
+    assert "a.ckpt" in during["files"]
+    # afterwards the previous file is whole and the partial one is gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.ckpt"]
+    assert path.read_bytes() == previous
+    monkeypatch.undo()
+    assert load_checkpoint(path)["classes"] == DIGITS
 
 
 def _rng_states() -> tuple[torch.Tensor, Any, Any]:
