@@ -3,30 +3,40 @@
 A factory is any callable that takes keyword arguments and returns an ``nn.Module``.
 :func:`create_model` records the name and the arguments on the module it returns, so that a
 checkpoint can rebuild the same architecture later (see :func:`model_spec`).
+
+Besides the registered models, every torchvision classifier is found by name
+(``"resnet50"``, or ``"torchvision/resnet50"``, which no registered model can shadow), and
+every timm model as ``"timm/<name>"`` (see :mod:`visionkit.models.backbones`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import enum
 import fnmatch
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeAlias, TypeVar
 
 from torch import nn
 
 from visionkit.exceptions import ConfigurationError
 
 __all__ = [
+    "ModelLibrary",
     "ModelSpec",
+    "add_library",
     "create_model",
     "get_model_factory",
     "list_models",
     "model_spec",
     "register_model",
 ]
+
+Library: TypeAlias = Literal["visionkit", "torchvision", "timm", "all"]
+"""Which models :func:`list_models` lists."""
 
 _SPEC_ATTRIBUTE = "_visionkit_spec"
 _Factory = TypeVar("_Factory", bound=Callable[..., nn.Module])
@@ -69,6 +79,12 @@ def register_model(
             raise ConfigurationError(
                 f"cannot register {fn!r}: it has no __name__; pass register_model(name=...)"
             )
+        if key.partition("/")[0] in _LIBRARIES:
+            raise ConfigurationError(
+                f"cannot register a model as {key!r}: names starting with "
+                f"{' or '.join(f'{p}/' for p in _LIBRARIES)} mean those libraries' models; "
+                "choose another name with register_model(name=...)"
+            )
         existing = _REGISTRY.get(key)
         if existing is not None and existing is not fn:
             raise ConfigurationError(
@@ -82,37 +98,38 @@ def register_model(
 
 
 def get_model_factory(name: str) -> Callable[..., nn.Module]:
-    """Return the factory registered under ``name``, or raise with the closest names."""
-    if not isinstance(name, str):
-        raise ConfigurationError(
-            f"a model name must be a string, got {name!r} ({type(name).__name__}); "
-            f"known models: {', '.join(sorted(_REGISTRY)) or 'none'}"
-        )
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, _REGISTRY, n=3)
-        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ConfigurationError(
-            f"no model named {name!r} is registered{hint} "
-            f"Known models: {', '.join(sorted(_REGISTRY)) or 'none'}. "
-            "Import the module that registers it, or call list_models() to see them."
-        ) from None
+    """Return the factory of model ``name``, or raise with the closest names.
+
+    A registered name comes first; then a torchvision classifier (bare or
+    ``"torchvision/<name>"``) or a timm model (``"timm/<name>"``), whose factory is a
+    :class:`~visionkit.models.backbones.Backbone` (see :func:`add_library`).
+    """
+    return _lookup(name)[1]
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:
     """Build the model registered as ``name`` with keyword arguments ``kwargs``.
 
-    The returned module remembers ``name`` and ``kwargs`` (:func:`model_spec`), which
-    checkpoints store so :meth:`visionkit.Predictor.from_checkpoint` can rebuild it.
+    ``name`` may also be any torchvision classifier (``"resnet50"``,
+    ``"torchvision/resnet50"``) or, with ``pip install "visionkit[timm]"``, any timm model
+    (``"timm/convnext_tiny"``): their head is sized for ``num_classes``, ``weights=``
+    takes ``None``, ``"DEFAULT"``, a weights name or a local file, and
+    ``freeze_backbone=True`` trains the head only (see
+    :func:`~visionkit.models.torchvision_model` and :func:`~visionkit.models.timm_model`).
+
+    The returned module remembers its name (``"torchvision/resnet50"`` for a bare
+    torchvision name) and ``kwargs`` (:func:`model_spec`), which checkpoints store so
+    :meth:`visionkit.Predictor.from_checkpoint` can rebuild it.
 
     Example:
         >>> from visionkit.models import create_model
         >>> model = create_model("mlp", in_features=784, hidden=[512, 512], num_classes=10)
         >>> sum(p.numel() for p in model.parameters())
         669706
+        >>> model_spec(create_model("resnet18", num_classes=7)).name
+        'torchvision/resnet18'
     """
-    factory = get_model_factory(name)
+    key, factory = _lookup(name)
     try:
         model = factory(**kwargs)
     except TypeError as error:
@@ -124,7 +141,9 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
             f"the factory registered as {name!r} returned {type(model).__name__}, "
             "expected a torch.nn.Module"
         )
-    object.__setattr__(model, _SPEC_ATTRIBUTE, ModelSpec(name, _recordable(kwargs)))
+    recorded = getattr(factory, "spec_kwargs", None)  # a Backbone: pretrained=True as weights
+    spec_kwargs = recorded(kwargs) if callable(recorded) else kwargs
+    object.__setattr__(model, _SPEC_ATTRIBUTE, ModelSpec(key, _recordable(spec_kwargs)))
     return model
 
 
@@ -134,15 +153,107 @@ def model_spec(model: nn.Module) -> ModelSpec | None:
     return spec if isinstance(spec, ModelSpec) else None
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Names of the registered models matching the shell-style ``pattern``, sorted.
+def list_models(pattern: str = "*", *, library: Library = "visionkit") -> list[str]:
+    """Names of the models matching the shell-style ``pattern``, sorted.
+
+    Args:
+        pattern: Matched against the full name and against the name without its
+            ``"torchvision/"`` or ``"timm/"`` prefix.
+        library: ``"visionkit"``: the registered models (visionkit's own and yours);
+            ``"torchvision"``: torchvision's classifiers, as ``"torchvision/<name>"``;
+            ``"timm"``: timm's models, as ``"timm/<name>"`` (needs timm); ``"all"``:
+            those three lists one after the other (timm's only if it is installed).
+
+    Every name listed works with :func:`create_model`.
 
     Example:
         >>> from visionkit.models import list_models
         >>> "mlp" in list_models("ml*")
         True
+        >>> list_models("resnet1*", library="torchvision")
+        ['torchvision/resnet101', 'torchvision/resnet152', 'torchvision/resnet18']
     """
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
+    choices = ("visionkit", *_LIBRARIES, "all")
+    if library not in choices:
+        raise ConfigurationError(
+            f"library must be one of {', '.join(map(repr, choices))}, got {library!r}"
+        )
+    groups = [sorted(_REGISTRY)] if library in ("visionkit", "all") else []
+    for prefix, source in _LIBRARIES.items():
+        if library == prefix:
+            groups.append([f"{prefix}/{n}" for n in source.names()])
+        elif library == "all":
+            with contextlib.suppress(ConfigurationError):  # the library is not installed
+                groups.append([f"{prefix}/{n}" for n in source.names()])
+    return [name for group in groups for name in group if _matches(name, pattern)]
+
+
+@dataclass(frozen=True)
+class ModelLibrary:
+    """Models of another library, found by ``"<prefix>/<name>"`` (see :func:`add_library`).
+
+    Attributes:
+        find: The factory of a model name (without the prefix), or ``None``.
+        names: Every model name of the library (without the prefix).
+        bare_names: Whether a name without the prefix is looked up too (after the
+            registered models, so these always keep their meaning).
+    """
+
+    find: Callable[[str], Callable[..., nn.Module] | None]
+    names: Callable[[], list[str]]
+    bare_names: bool = False
+
+
+_LIBRARIES: dict[str, ModelLibrary] = {}
+
+
+def add_library(prefix: str, library: ModelLibrary) -> None:
+    """Make the models of ``library`` available as ``"<prefix>/<name>"``.
+
+    :mod:`visionkit.models.backbones` adds ``"torchvision"`` and ``"timm"``.
+    """
+    _LIBRARIES[prefix] = library
+
+
+def _matches(name: str, pattern: str) -> bool:
+    prefix, _, bare = name.partition("/")
+    bare = bare if prefix in _LIBRARIES else name
+    return fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(bare, pattern)
+
+
+def _lookup(name: str) -> tuple[str, Callable[..., nn.Module]]:
+    """``(name to record, factory)`` of model ``name``."""
+    if not isinstance(name, str):
+        raise ConfigurationError(
+            f"a model name must be a string, got {name!r} ({type(name).__name__}); "
+            f"known models: {', '.join(sorted(_REGISTRY)) or 'none'}"
+        )
+    if name in _REGISTRY:
+        return name, _REGISTRY[name]
+    prefix, _, bare = name.partition("/") if "/" in name else ("", "", name)
+    for key, library in _LIBRARIES.items():
+        if prefix == key or (not prefix and library.bare_names):
+            factory = library.find(bare)
+            if factory is not None:
+                return f"{key}/{bare}", factory
+    raise _unknown(name)
+
+
+def _unknown(name: str) -> ConfigurationError:
+    names = list(_REGISTRY)
+    for key, library in _LIBRARIES.items():
+        if library.bare_names or name.startswith(f"{key}/"):  # others may be slow to list
+            listed = library.names()
+            names += [f"{key}/{n}" for n in listed] + (listed if library.bare_names else [])
+    close = difflib.get_close_matches(name, names, n=3)
+    hint = f"; did you mean {', '.join(map(repr, close))}?" if close else "."
+    return ConfigurationError(
+        f"no model named {name!r} is known{hint} "
+        f"Known models: {', '.join(sorted(_REGISTRY)) or 'none'}, every torchvision "
+        "classifier (list_models(library='torchvision')) and, with timm installed, "
+        "'timm/<name>' (list_models(library='timm')). Import the module that registers "
+        "your model, or call list_models() to see the registered ones"
+    )
 
 
 def _describe(fn: Callable[..., Any]) -> str:

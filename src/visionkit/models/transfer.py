@@ -17,10 +17,12 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import Any, SupportsIndex, TypeVar
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _NormBase
+from typing_extensions import Self
 
 from visionkit._checks import check_bool, check_fraction
 from visionkit.exceptions import ConfigurationError
@@ -32,6 +34,7 @@ __all__ = [
     "count_parameters",
     "find_head",
     "freeze",
+    "is_frozen",
     "make_head",
     "replace_head",
     "trainable_parameters",
@@ -162,20 +165,96 @@ def replace_head(
 
 
 def freeze(module: _Module) -> _Module:
-    """Make every parameter of ``module`` untrainable (``requires_grad=False``); return it.
+    """Freeze ``module``: no parameter trains and no normalization statistic moves; return it.
 
-    Frozen parameters get no gradient, so no optimizer changes them, whichever parameters
-    it was given. BatchNorm running statistics are buffers, not parameters: they still
-    follow the data in ``train()`` mode.
+    Every parameter gets ``requires_grad=False``, so it receives no gradient and no
+    optimizer changes it, whichever parameters the optimizer was given. Every
+    normalization layer with running statistics inside (``BatchNorm*``, ``SyncBatchNorm``,
+    ``InstanceNorm*`` that track statistics) is put in eval mode and *stays* there:
+    ``model.train()``, which the ``Trainer`` calls every epoch, leaves it alone, so its
+    running mean and variance are used, never updated. Frozen means bitwise unchanged.
+
+    The layer keeps its class for every ``isinstance`` check, its state-dict keys and its
+    printed name; only its ``train()`` changes. Frozen models pickle, ``deepcopy`` and
+    ``torch.save`` like any other, and come back frozen. :func:`unfreeze` undoes all of it.
+
+    Example:
+        >>> import torchvision
+        >>> model = freeze(torchvision.models.resnet18())
+        >>> model.train().bn1.training  # stays in eval mode
+        False
     """
     module.requires_grad_(False)
+    for layer in module.modules():
+        if isinstance(layer, _NormBase) and not isinstance(layer, _KeepsEvalMode):
+            setattr(layer, "__class__", _frozen_class(type(layer)))  # noqa: B010
+            nn.Module.train(layer, False)
     return module
 
 
 def unfreeze(module: _Module) -> _Module:
-    """Make every parameter of ``module`` trainable again; return it."""
+    """Make every parameter of ``module`` trainable again; return it.
+
+    Normalization layers frozen by :func:`freeze` follow ``train()`` and ``eval()`` again
+    and take the current mode of ``module`` (training, after ``model.train()``).
+    """
     module.requires_grad_(True)
+    for layer in module.modules():
+        if isinstance(layer, _KeepsEvalMode):
+            setattr(layer, "__class__", layer.unfrozen_class)  # noqa: B010
+            layer.train(module.training)
     return module
+
+
+def is_frozen(module: nn.Module) -> bool:
+    """Whether ``module`` has parameters and none of them trains.
+
+    Example:
+        >>> from torch import nn
+        >>> is_frozen(freeze(nn.Linear(2, 2))), is_frozen(nn.Linear(2, 2))
+        (True, False)
+    """
+    flags = [p.requires_grad for p in module.parameters()]
+    return bool(flags) and not any(flags)
+
+
+class _KeepsEvalMode(nn.Module):
+    """Mixed into a frozen normalization layer's class: ``train()`` keeps it in eval mode.
+
+    :func:`freeze` swaps the layer's class for a subclass ``(_KeepsEvalMode, original)``
+    made once per original class (:func:`_frozen_class`). Pickling and ``deepcopy`` store
+    the original class and rebuild the frozen one on load (:func:`_new_frozen`), so the
+    made-up class never has to be importable by name.
+    """
+
+    unfrozen_class: type[nn.Module]
+
+    def train(self, mode: bool = True) -> Self:
+        """Stay in eval mode whatever ``mode`` is: the layer is frozen."""
+        return super().train(False)
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> str | tuple[Any, ...]:
+        reduced = super().__reduce_ex__(protocol)
+        assert isinstance(reduced, tuple)  # objects reduce to a tuple, never a global name
+        return (_new_frozen, (self.unfrozen_class,), *reduced[2:])
+
+
+_FROZEN_CLASSES: dict[type[nn.Module], type[_KeepsEvalMode]] = {}
+
+
+def _frozen_class(original: type[nn.Module]) -> type[_KeepsEvalMode]:
+    """The frozen subclass of ``original``, made once; it prints as ``original`` does."""
+    if original not in _FROZEN_CLASSES:
+        namespace = {"unfrozen_class": original, "__module__": __name__}
+        namespace["__qualname__"] = original.__qualname__
+        _FROZEN_CLASSES[original] = type(original.__name__, (_KeepsEvalMode, original), namespace)
+    return _FROZEN_CLASSES[original]
+
+
+def _new_frozen(original: type[nn.Module]) -> nn.Module:
+    """Unpickling: an empty frozen ``original`` layer; pickle then restores its state."""
+    frozen = _frozen_class(original)
+    return frozen.__new__(frozen)
 
 
 def trainable_parameters(module: nn.Module) -> list[nn.Parameter]:

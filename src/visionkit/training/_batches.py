@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Data",
     "class_names",
+    "check_class_names",
     "check_labels",
     "check_not_empty",
     "compute_loss",
@@ -116,6 +117,20 @@ def num_outputs(outputs: torch.Tensor) -> int:
             "return (batch, num_classes) scores"
         )
     return int(outputs.shape[1])
+
+
+def check_class_names(classes: list[str] | None, outputs: int) -> None:
+    """Refuse class names that do not fit the model, before they reach a checkpoint.
+
+    A ``Predictor`` names each output by its class, so a checkpoint with 3 names for 10
+    outputs could not be used; the mismatch is reported on the first training batch.
+    """
+    if classes is not None and len(classes) != outputs:
+        raise ConfigurationError(
+            f"the training data has {len(classes)} classes but the model outputs {outputs} "
+            f"scores: build the model with num_classes={len(classes)}, or give the data "
+            "set the class names of every output"
+        )
 
 
 def check_labels(

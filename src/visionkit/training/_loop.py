@@ -18,7 +18,13 @@ from visionkit.data._loaders import EpochLoader
 from visionkit.exceptions import ConfigurationError
 from visionkit.training._accumulate import BatchGroups
 from visionkit.training._arguments import PRECISIONS
-from visionkit.training._batches import check_labels, compute_loss, num_outputs, unpack
+from visionkit.training._batches import (
+    check_class_names,
+    check_labels,
+    compute_loss,
+    num_outputs,
+    unpack,
+)
 from visionkit.training.metrics import ClassificationMetrics
 
 if TYPE_CHECKING:
@@ -121,8 +127,8 @@ class EpochLoop:
             with autocast(t):
                 outputs = t._train_forward(x)  # DDP wrapper under DDP; compiled if asked
                 if t._train_groups.empty:
-                    num_outputs(outputs)
                     check_labels(y, outputs, t._label_bounds)
+                    check_class_names(t.classes, num_outputs(outputs))
                 loss = compute_loss(t.loss_fn, outputs, y)
             detached = loss.detach()
             if t.check_finite:
