@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, DistributedSampler, IterableDataset
 
 from visionkit.data._loaders import EpochLoader, SeededSampler
 from visionkit.exceptions import ConfigurationError
+from visionkit.models.transfer import freeze, is_frozen
 from visionkit.training.metrics import ClassificationMetrics
 
 __all__ = [
@@ -253,8 +254,7 @@ class DDPStrategy(Strategy):
         objects, and DDP does not copy them.
         """
         if self.sync_batchnorm:
-            convert = nn.SyncBatchNorm.convert_sync_batchnorm
-            model = convert(model).to(self.device)  # type: ignore[no-untyped-call]
+            model = sync_batchnorm(model).to(self.device)
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         ddp = nn.parallel.DistributedDataParallel(
             model, device_ids=device_ids, find_unused_parameters=self.find_unused_parameters
@@ -324,6 +324,25 @@ class DDPStrategy(Strategy):
 
     def __repr__(self) -> str:
         return f"DDPStrategy(backend={self.backend!r}, sync_batchnorm={self.sync_batchnorm})"
+
+
+def sync_batchnorm(model: nn.Module) -> nn.Module:
+    """``model`` with every ``BatchNorm`` converted to ``SyncBatchNorm``; frozen stays frozen.
+
+    A layer frozen by :func:`~visionkit.models.freeze` (no trainable parameter) is frozen
+    again after the conversion, so its running statistics still never move.
+    """
+    frozen = {
+        name
+        for name, layer in model.named_modules()
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm) and is_frozen(layer)
+    }
+    convert = nn.SyncBatchNorm.convert_sync_batchnorm
+    converted: nn.Module = convert(model)  # type: ignore[no-untyped-call]
+    for name, layer in converted.named_modules():
+        if name in frozen:
+            freeze(layer)
+    return converted
 
 
 def resolve_strategy(strategy: StrategyName | Strategy = "auto") -> Strategy:

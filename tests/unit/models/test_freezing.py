@@ -14,6 +14,7 @@ from torch import nn
 from visionkit import Trainer
 from visionkit.data import TensorImageDataset
 from visionkit.models import create_model, freeze, is_frozen, trainable_parameters, unfreeze
+from visionkit.training.distributed import sync_batchnorm
 
 
 def _images(n: int = 12, classes: int = 3) -> TensorImageDataset:
@@ -107,3 +108,13 @@ def test_a_frozen_model_still_exports() -> None:
     x = torch.rand(1, 3, 32, 32)
     program = torch.export.export(model, (x,))
     assert torch.allclose(program.module()(x), model(x))
+
+
+def test_sync_batchnorm_conversion_keeps_frozen_layers_frozen() -> None:
+    model = torchvision.models.resnet18(num_classes=3)
+    freeze(model.layer1)
+    converted = sync_batchnorm(model).train()
+    assert isinstance(converted.layer1[0].bn1, torch.nn.SyncBatchNorm)
+    assert not converted.layer1[0].bn1.training  # frozen: stays in eval mode
+    assert not any(p.requires_grad for p in converted.layer1.parameters())
+    assert converted.layer2[0].bn1.training  # not frozen: follows train()
