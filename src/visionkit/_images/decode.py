@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from visionkit._images.preprocess import Preprocess
 
 __all__ = [
+    "INTERPOLATIONS",
     "ImageInput",
     "convert_mode",
     "describe_failure",
@@ -34,6 +35,12 @@ __all__ = [
     "open_image",
     "to_uint8",
 ]
+
+INTERPOLATIONS = {
+    "bilinear": TF.InterpolationMode.BILINEAR,
+    "bicubic": TF.InterpolationMode.BICUBIC,
+}
+"""The resampling modes a ``Preprocess`` can describe, by name."""
 
 ImageInput: TypeAlias = str | os.PathLike[str] | Image.Image | np.ndarray | torch.Tensor
 """One image for the ``Predictor``: a file path, a PIL image, a NumPy array or a tensor."""
@@ -297,12 +304,13 @@ def _ready_array(image: Any, spec: Preprocess) -> np.ndarray | None:
 
 
 def _resize_and_crop(image: Image.Image, spec: Preprocess) -> Image.Image:
+    mode = INTERPOLATIONS[spec.interpolation]
     if spec.resize is not None:
-        image = TF.resize(image, [spec.resize], antialias=True)
+        image = TF.resize(image, [spec.resize], interpolation=mode, antialias=True)
     if spec.center_crop is not None:
         image = TF.center_crop(image, [spec.center_crop, spec.center_crop])
     elif spec.resize is None and spec.size is not None and image.size[::-1] != spec.size:
-        image = TF.resize(image, list(spec.size), antialias=True)
+        image = TF.resize(image, list(spec.size), interpolation=mode, antialias=True)
     return image
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from visionkit._checks import check_int, check_items, check_number, describe
-from visionkit._images.decode import ImageInput, to_uint8
+from visionkit._images.decode import INTERPOLATIONS, ImageInput, to_uint8
 from visionkit.exceptions import ConfigurationError
 
 __all__ = ["Preprocess", "check_normalization", "float_values"]
@@ -29,6 +29,9 @@ class Preprocess:
         center_crop: Then crop the centre to this square size (ImageNet eval: 224).
         mean: Per-channel mean subtracted after scaling to ``[0, 1]``, or ``None``.
         std: Per-channel standard deviation divided by, or ``None``.
+        interpolation: How ``resize`` and ``size`` resample: ``"bilinear"`` (the default,
+            and what checkpoints without this field used) or ``"bicubic"`` (many timm and
+            some torchvision weights), antialiased either way.
 
     Every field is checked when the ``Preprocess`` is made (also when a checkpoint is read
     with :meth:`from_dict`): ``size`` is two integers ``>= 1``; ``resize`` and
@@ -47,8 +50,14 @@ class Preprocess:
     center_crop: int | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    interpolation: str = "bilinear"
 
     def __post_init__(self) -> None:
+        if self.interpolation not in INTERPOLATIONS:
+            raise ConfigurationError(
+                f"Preprocess interpolation must be one of {sorted(INTERPOLATIONS)}, got "
+                f"{self.interpolation!r}"
+            )
         if self.mode not in ("L", "RGB"):
             raise ConfigurationError(
                 f"Preprocess mode must be 'L' (1 channel) or 'RGB' (3 channels), got {self.mode!r}"
@@ -152,6 +161,7 @@ class Preprocess:
             center_crop=data.get("center_crop"),
             mean=_tuple(data.get("mean")),
             std=_tuple(data.get("std")),
+            interpolation=str(data.get("interpolation", "bilinear")),
         )
 
 

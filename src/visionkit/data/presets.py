@@ -23,12 +23,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torchvision.transforms import v2
 
 from visionkit._checks import check_int, check_number, describe
 from visionkit._images import Preprocess, check_normalization, float_values
+from visionkit._images.decode import INTERPOLATIONS
 from visionkit.data._loaders import BatchAugment
 from visionkit.exceptions import ConfigurationError, DataError
+from visionkit.models.backbones import PreprocessConfig, preprocess_config
 
 __all__ = [
     "CIFAR10_MEAN",
@@ -46,6 +49,8 @@ __all__ = [
     "mnist_batch_augment",
     "mnist_eval",
     "mnist_train",
+    "model_eval",
+    "model_train",
     "preprocess_from_transform",
 ]
 
@@ -262,6 +267,72 @@ def imagenet_eval(
     )
 
 
+def model_eval(model: nn.Module) -> v2.Compose:
+    """The evaluation transform of a backbone's pretrained weights.
+
+    ``Resize``, ``CenterCrop``, scaling to ``[0, 1]`` and ``Normalize`` with the numbers
+    :func:`~visionkit.models.preprocess_config` recorded when
+    :func:`~visionkit.models.create_model` built the torchvision or timm model. Data sets
+    built with it describe it to checkpoints, so ``Predictor.from_checkpoint`` prepares
+    images exactly the same way.
+
+    Raises:
+        ConfigurationError: if the model has no recorded preprocessing.
+    """
+    config = _config_of(model)
+    return v2.Compose(
+        [
+            v2.Resize(
+                config.resize, interpolation=INTERPOLATIONS[config.interpolation], antialias=True
+            ),
+            v2.CenterCrop(config.center_crop),
+            *_tail(config.mean, config.std, len(config.mean)),
+        ]
+    )
+
+
+def model_train(model: nn.Module, *, rotation: float = 0.0) -> v2.Compose:
+    """The training transform for a backbone's pretrained weights.
+
+    ``RandomResizedCrop`` to the weights' input size and ``RandomHorizontalFlip`` (with an
+    optional ``RandomRotation`` first), then scaling and ``Normalize`` with the weights'
+    statistics: :func:`imagenet_train` with the numbers of :func:`model_eval`.
+
+    Raises:
+        ConfigurationError: if the model has no recorded preprocessing, or ``rotation``
+            is negative or not finite.
+    """
+    config = _config_of(model)
+    rotation = check_number("rotation", rotation, least=0.0)
+    rotate = [v2.RandomRotation(rotation)] if rotation else []
+    mode = INTERPOLATIONS[config.interpolation]
+    return v2.Compose(
+        [
+            *rotate,
+            v2.RandomResizedCrop(config.center_crop, interpolation=mode, antialias=True),
+            v2.RandomHorizontalFlip(),
+            *_tail(config.mean, config.std, len(config.mean)),
+        ]
+    )
+
+
+def _config_of(model: nn.Module) -> PreprocessConfig:
+    config = preprocess_config(model)
+    if config is None:
+        raise ConfigurationError(
+            f"{type(model).__name__} has no recorded preprocessing: build torchvision and "
+            "timm backbones with visionkit.models.create_model (which records their "
+            "weights' resize, crop, mean and std), or use imagenet_train / imagenet_eval"
+        )
+    if config.interpolation not in INTERPOLATIONS:
+        raise ConfigurationError(
+            f"the weights of {type(model).__name__} resize with {config.interpolation!r} "
+            f"interpolation; visionkit reproduces {sorted(INTERPOLATIONS)}: build the "
+            "transforms yourself and pass preprocess=Preprocess(...) to the data set"
+        )
+    return config
+
+
 def preprocess_from_transform(transform: Any, *, mode: str = "RGB") -> Preprocess:
     """Describe a deterministic evaluation transform as a :class:`~visionkit.predict.Preprocess`.
 
@@ -323,12 +394,14 @@ def _describe(step: Any, fields: dict[str, Any]) -> None:
 def _describe_resize(step: Any, fields: dict[str, Any]) -> None:
     size = list(step.size) if isinstance(step.size, (list, tuple)) else [step.size]
     interpolation = getattr(step.interpolation, "value", step.interpolation)
-    bilinear = interpolation in ("bilinear", 2)
+    interpolation = {2: "bilinear", 3: "bicubic"}.get(interpolation, interpolation)
     _check(
         step,
-        bilinear and getattr(step, "antialias", True) is not False,
-        "is not antialiased bilinear",
+        interpolation in INTERPOLATIONS and getattr(step, "antialias", True) is not False,
+        "is not antialiased bilinear or bicubic",
     )
+    if interpolation != "bilinear":
+        fields["interpolation"] = str(interpolation)
     _check(step, getattr(step, "max_size", None) is None, "sets max_size")
     _check(step, not {"center_crop", "resize", "size"} & set(fields), "follows a resize or crop")
     if len(size) == 1:
