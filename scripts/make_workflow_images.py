@@ -34,7 +34,9 @@ RUNS = {
         {"resnet_deep_curves.png": "w4-resnet-curves.png"},
     ),
     "w5": ("w5_flowers_vgg16.py", ["--smoke"], {"topk.png": "w5-topk.png"}),
+    "own-data": ("own_data_finetune.py", ["--smoke"], {}),
 }
+SHARED_DATA = Path(os.environ.get("VISIONKIT_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
 def run(key: str, workdir: Path) -> None:
@@ -47,6 +49,7 @@ def run(key: str, workdir: Path) -> None:
     if result.returncode != 0:
         raise SystemExit(f"{script} failed:\n{result.stderr[-3000:]}")
     text = result.stdout.replace(str(out.resolve()), "outputs")
+    text = text.replace(f"{SHARED_DATA.resolve()}{os.sep}", "")  # sample paths as flowers/...
     (IMAGES / f"{key}-output.txt").write_text(text, encoding="utf-8")
     for produced, name in plots.items():
         save_small(out / produced, IMAGES / name)

@@ -1,6 +1,6 @@
 """visionkit: train, evaluate and use image classifiers with PyTorch in a few lines.
 
-Example:
+Examples:
     >>> from visionkit import Trainer, Predictor, seed_everything
 """
 

@@ -64,7 +64,7 @@ def check_int(
 
     ``hint`` (what to pass instead) is appended to the message after a colon.
 
-    Example:
+    Examples:
         >>> check_int("batch_size", 4, least=1)
         4
         >>> check_int("batch_size", 1.5, least=1)
@@ -86,7 +86,7 @@ def check_optional_int(
 ) -> int | None:
     """``None``, or ``value`` as an ``int`` in ``[least, most]`` (see :func:`check_int`).
 
-    Example:
+    Examples:
         >>> check_optional_int("max_steps", 0, least=1)
         Traceback (most recent call last):
         ...
@@ -148,7 +148,7 @@ def check_optional_number(
 ) -> float | None:
     """``None``, or ``value`` as a ``float`` (see :func:`check_number`).
 
-    Example:
+    Examples:
         >>> check_optional_number("clip", -1.0, above=0.0)
         Traceback (most recent call last):
         ...
@@ -214,7 +214,7 @@ def check_items(
     each item with :func:`check_int` or :func:`check_number`. ``what`` describes the items,
     e.g. ``"(height, width)"``.
 
-    Example:
+    Examples:
         >>> check_items("size", [28, 28], lengths=(2,), what="(height, width)")
         (28, 28)
         >>> check_items("size", 28, lengths=(2,), what="(h, w)")  # doctest: +ELLIPSIS
@@ -274,7 +274,7 @@ def check_file_name(name: str, value: Any, *, example: str, folder: str) -> str:
     ``example`` is a valid name to suggest and ``folder`` the argument that holds folders, so
     ``"a/b.csv"`` or ``"/abs.csv"`` cannot write outside the folder the caller chose.
 
-    Example:
+    Examples:
         >>> check_file_name("name", "a/b.csv", example="m.csv", folder="dir")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
@@ -292,7 +292,7 @@ def check_name_template(name: str, value: Any, *, example: str, folder: str) -> 
     replacement fields may name any key, ``"{train/loss:.4f}"`` included, as they are
     filled with numbers.
 
-    Example:
+    Examples:
         >>> check_name_template("name", "../e{epoch}", example="e{epoch}", folder="dir")
         ... # doctest: +ELLIPSIS
         Traceback (most recent call last):

@@ -23,7 +23,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     GPUs) raises :class:`~visionkit.ConfigurationError` instead of failing later inside
     torch. ``"cpu:0"`` means ``"cpu"``.
 
-    Example:
+    Examples:
         >>> resolve_device("cpu")
         device(type='cpu')
         >>> resolve_device("meta")  # doctest: +ELLIPSIS

@@ -35,7 +35,7 @@ def available_cpus(cgroup_root: Path | None = None) -> int:
         cgroup_root: Folder holding ``cpu.max`` (cgroup v2) or ``cpu.cfs_quota_us`` and
             ``cpu.cfs_period_us`` (v1); default the system's.
 
-    Example:
+    Examples:
         >>> available_cpus() >= 1
         True
     """
@@ -88,7 +88,7 @@ def default_num_threads(
         cpus: Usable CPUs; default :func:`available_cpus`.
         current: Threads torch uses now; default ``torch.get_num_threads()``.
 
-    Example:
+    Examples:
         >>> default_num_threads(processes_per_node=4, environ={}, cpus=16, current=16)
         4
         >>> env = {"OMP_NUM_THREADS": "1"}  # set by torchrun --nproc-per-node=4

@@ -10,7 +10,7 @@ This module sits above training and prediction: it reads their objects (a
 :class:`~visionkit.EvaluationReport`) but imports their types only for type checking, so
 the methods that offer plots import it lazily, when called.
 
-Example:
+Examples:
     >>> from visionkit import History
     >>> from visionkit.plots import plot_history
     >>> figure = plot_history(History([{"epoch": 0, "train_loss": 0.9, "val_loss": 1.1}]))

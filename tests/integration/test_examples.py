@@ -126,3 +126,21 @@ def test_downstream_callback_and_registered_model(tmp_path: Path) -> None:
     assert len(worst) in (1, 2)
     assert all(name in [str(d) for d in range(10)] for name in worst)
     assert "val_worst_class_accuracy" in checkpoint["metrics"]
+
+
+def test_own_data_fine_tunes_a_torchvision_backbone_on_one_folder(
+    flowers_dir: Path, tmp_path: Path
+) -> None:
+    result = _run("own_data_finetune.py", tmp_path)
+    out = tmp_path / "out"
+    # one folder of 5 classes x 10 photos, split 6 / 2 / 2 per class
+    assert "30 training, 10 validation, 10 test images" in result.stdout
+    assert re.search(r"^epoch 2/2 ", result.stdout, re.MULTILINE)  # frozen epoch, then one more
+    prediction = re.search(r"train/1/image_06734\.jpg: (.*)", result.stdout)
+    assert prediction
+    assert all(n.rsplit(" ", 1)[0] in FLOWER_NAMES for n in prediction.group(1).split(", "))
+    best = next((out / "checkpoints").glob("*.ckpt"))
+    checkpoint = load_checkpoint(best)
+    assert checkpoint["classes"] == FLOWER_NAMES
+    assert checkpoint["preprocess"]["resize"] == 256  # ResNet18's weights: 256, then 224
+    assert checkpoint["preprocess"]["center_crop"] == 224

@@ -112,7 +112,7 @@ class Preprocess:
     def __call__(self, image: ImageInput) -> torch.Tensor:
         """Preprocess one raw image into a ``float32`` ``C x H x W`` model input.
 
-        Example:
+        Examples:
             >>> import numpy as np
             >>> spec = Preprocess(mode="L", size=(2, 2), mean=(0.5,), std=(0.5,))
             >>> spec(np.array([[0, 255], [255, 0]], dtype=np.uint8))

@@ -47,7 +47,7 @@ class Callback:
     :meth:`state_dict` and :meth:`load_state_dict`; the state travels in checkpoints under
     :attr:`state_key`, so a resumed run continues exactly.
 
-    Example:
+    Examples:
         >>> class PrintEpochs(Callback):
         ...     def on_epoch_end(self, trainer, epoch, metrics):
         ...         print(epoch, round(metrics["train_loss"], 2))

@@ -66,7 +66,7 @@ class ModelCheckpoint(MonitorCallback):
             and NaN included), ``dirpath`` is not a path, or ``filename`` is not a format
             template of a plain file name (``""``, ``"a/{epoch}"``, ``"/abs"``, ``"{epoch"``).
 
-    Example:
+    Examples:
         >>> ModelCheckpoint("checkpoints/", monitor="val_accuracy", save_top_k=3).mode
         'max'
     """

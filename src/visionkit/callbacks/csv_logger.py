@@ -32,7 +32,7 @@ class CSVLogger(Callback):
         ConfigurationError: if ``save_dir`` is not a path or ``filename`` is not a plain
             file name (``"a/b.csv"`` and absolute paths would write outside ``save_dir``).
 
-    Example:
+    Examples:
         >>> logger = CSVLogger("logs/")
         >>> logger.path.name
         'metrics.csv'

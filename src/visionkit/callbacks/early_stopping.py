@@ -44,7 +44,7 @@ class EarlyStopping(MonitorCallback):
         stop_reason: Why training stopped, in words, or ``None``.
         wait: Epochs since the last improvement.
 
-    Example:
+    Examples:
         >>> EarlyStopping("val_loss", patience=5).check_finite
         True
     """

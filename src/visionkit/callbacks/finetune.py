@@ -59,7 +59,7 @@ def fine_tune_param_groups(
         num_groups: Groups in all, the head included (>= 2).
         head: Name of the head attribute; default: found automatically.
 
-    Example:
+    Examples:
         >>> import torch, torchvision
         >>> model = torchvision.models.resnet18(num_classes=5)
         >>> groups = fine_tune_param_groups(model, base_lr=1e-3, num_groups=3)
@@ -104,7 +104,7 @@ class FineTune(Callback):
             ``fit_one_cycle``) or ``"cosine"`` (cosine annealing from the peak to zero).
         head: Name of the head attribute; default: found automatically.
 
-    Example:
+    Examples:
         >>> import torch, torchvision
         >>> from visionkit import Trainer
         >>> model = torchvision.models.resnet18(num_classes=5)

@@ -33,7 +33,7 @@ class LearningRateMonitor(Callback):
     Attributes:
         steps: ``(global_step, values)`` after each optimizer step (``"step"`` interval).
 
-    Example:
+    Examples:
         >>> import torch
         >>> optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
         >>> LearningRateMonitor.values(optimizer)

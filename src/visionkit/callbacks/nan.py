@@ -28,7 +28,7 @@ class TerminateOnNaN(Callback):
     Attributes:
         error: The error that stopped training, or ``None``.
 
-    Example:
+    Examples:
         >>> from visionkit.callbacks import TerminateOnNaN
         >>> TerminateOnNaN().error is None
         True

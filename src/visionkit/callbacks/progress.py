@@ -21,7 +21,7 @@ _HIDDEN = ("epoch", "epoch_time", "step", "batch", "num_batches", "samples", "el
 def format_metrics(metrics: dict[str, float], *, skip: tuple[str, ...] = ()) -> str:
     """``name value`` pairs: losses and accuracies with 4 decimals, learning rates in ``g``.
 
-    Example:
+    Examples:
         >>> format_metrics({"train_loss": 0.12345, "lr": 0.001, "epoch": 1}, skip=("epoch",))
         'train_loss 0.1235  lr 0.001'
     """
@@ -53,7 +53,7 @@ class ProgressBar(Callback):
         ConfigurationError: if ``stream`` has no ``write`` method, ``refresh_seconds`` is
             not a finite number >= 0, or ``force_tty`` is not ``True``, ``False`` or ``None``.
 
-    Example:
+    Examples:
         >>> import io
         >>> bar = ProgressBar(stream=io.StringIO())
         >>> bar.is_tty

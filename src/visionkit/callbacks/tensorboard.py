@@ -86,7 +86,7 @@ class TensorBoardLogger(Callback):
 def _tag_for(name: str) -> str:
     """The TensorBoard tag of a metric: ``val_loss`` -> ``loss/val``, ``lr`` -> ``lr``.
 
-    Example:
+    Examples:
         >>> _tag_for("val_top5_accuracy"), _tag_for("lr")
         ('top5_accuracy/val', 'lr')
     """

@@ -10,10 +10,10 @@ For the in-memory data sets (MNIST, Fashion-MNIST, CIFAR-10), :func:`mnist_batch
 and :func:`cifar_batch_augment` give the same kind of augmentation as batched tensor
 operations (see :class:`~visionkit.data.BatchAugment`).
 
-Example:
+Examples:
     >>> from visionkit.data import presets
     >>> presets.preprocess_from_transform(presets.imagenet_eval())
-    Preprocess(mode='RGB', size=None, resize=256, center_crop=224, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    Preprocess(mode='RGB', size=None, resize=256, center_crop=224, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), interpolation='bilinear')
 """  # noqa: E501
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class ToFloatTensor:
     :class:`~visionkit.Predictor` bit-identical to each other and to seed code using
     ``ToTensor``.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> ToFloatTensor()(np.full((1, 2, 3), 255, dtype=np.uint8)).shape
         torch.Size([3, 1, 2])

@@ -58,7 +58,7 @@ class ConvNet(nn.Module):
         dropout: Dropout after each fully connected hidden layer (0 disables it).
         log_softmax: Return log-probabilities instead of logits.
 
-    Example:
+    Examples:
         >>> import torch
         >>> model = ConvNet(1, 10)  # seed 004's network
         >>> model(torch.zeros(2, 1, 28, 28)).shape

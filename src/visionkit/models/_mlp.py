@@ -55,7 +55,7 @@ class MLP(nn.Module):
         activation: Name of the activation after each hidden layer.
         dropout: Dropout probability after each hidden activation.
 
-    Example:
+    Examples:
         >>> import torch
         >>> model = MLP(784, [512, 512], 10, dropout=0.2)
         >>> model(torch.zeros(2, 1, 28, 28)).shape

@@ -121,7 +121,7 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     torchvision name) and ``kwargs`` (:func:`model_spec`), which checkpoints store so
     :meth:`visionkit.Predictor.from_checkpoint` can rebuild it.
 
-    Example:
+    Examples:
         >>> from visionkit.models import create_model
         >>> model = create_model("mlp", in_features=784, hidden=[512, 512], num_classes=10)
         >>> sum(p.numel() for p in model.parameters())
@@ -166,7 +166,7 @@ def list_models(pattern: str = "*", *, library: Library = "visionkit") -> list[s
 
     Every name listed works with :func:`create_model`.
 
-    Example:
+    Examples:
         >>> from visionkit.models import list_models
         >>> "mlp" in list_models("ml*")
         True

@@ -13,7 +13,7 @@ classifier, and ``"timm/convnext_tiny"`` for timm's models (``pip install
 
 The created model records how its input should be prepared (:func:`preprocess_config`).
 
-Example:
+Examples:
     >>> from visionkit.models import create_model, preprocess_config, trainable_parameters
     >>> model = create_model("resnet18", num_classes=5, freeze_backbone=True)
     >>> [tuple(p.shape) for p in trainable_parameters(model)]  # the new head only
@@ -121,7 +121,7 @@ def output_layers(model: nn.Module) -> list[str]:
     - auxiliary heads, when the model has them: ``AuxLogits.fc`` (Inception v3),
       ``aux1.fc2`` and ``aux2.fc2`` (GoogLeNet).
 
-    Example:
+    Examples:
         >>> import torchvision
         >>> output_layers(torchvision.models.mobilenet_v3_small())
         ['classifier.3']

@@ -26,7 +26,7 @@ class ResBlock(nn.Module):
     Args:
         n_channels: Input and output channels.
 
-    Example:
+    Examples:
         >>> import torch
         >>> ResBlock(8)(torch.zeros(2, 8, 16, 16)).shape
         torch.Size([2, 8, 16, 16])
@@ -57,7 +57,7 @@ class ResNetDeep(nn.Module):
         input_size: Image size, ``32`` or ``(height, width)``; each side must be at least 4.
         hidden: Width of the hidden linear layer.
 
-    Example:
+    Examples:
         >>> import torch
         >>> model = ResNetDeep(3, 2, n_channels=32, n_blocks=10)
         >>> model(torch.zeros(2, 3, 32, 32)).shape

@@ -3,7 +3,7 @@
 They work on any ``nn.Module``: visionkit's models and torchvision classifiers alike
 (``resnet*.fc``, ``vgg*.classifier``, ``efficientnet*.classifier``, ``vit*.heads``, ...).
 
-Example:
+Examples:
     >>> import torch
     >>> from visionkit.models import ConvNet, count_parameters, freeze, replace_head
     >>> model = freeze(ConvNet(1, 10))           # every parameter frozen ...
@@ -70,7 +70,7 @@ def make_head(
         activation: Activation name after each hidden layer.
         log_softmax: End with ``LogSoftmax`` (for ``NLLLoss``) instead of logits.
 
-    Example:
+    Examples:
         >>> make_head(512, 102, hidden=256, dropout=0.2, log_softmax=True)
         Sequential(
           (0): Linear(in_features=512, out_features=256, bias=True)
@@ -138,7 +138,7 @@ def replace_head(
         log_softmax: End the head with ``LogSoftmax``.
         attr: Name of the head attribute; default: the first of :data:`HEAD_ATTRIBUTES`.
 
-    Example:
+    Examples:
         >>> import torchvision
         >>> model = replace_head(torchvision.models.resnet18(), 5)
         >>> model.fc
@@ -178,7 +178,7 @@ def freeze(module: _Module) -> _Module:
     printed name; only its ``train()`` changes. Frozen models pickle, ``deepcopy`` and
     ``torch.save`` like any other, and come back frozen. :func:`unfreeze` undoes all of it.
 
-    Example:
+    Examples:
         >>> import torchvision
         >>> model = freeze(torchvision.models.resnet18())
         >>> model.train().bn1.training  # stays in eval mode
@@ -209,7 +209,7 @@ def unfreeze(module: _Module) -> _Module:
 def is_frozen(module: nn.Module) -> bool:
     """Whether ``module`` has parameters and none of them trains.
 
-    Example:
+    Examples:
         >>> from torch import nn
         >>> is_frozen(freeze(nn.Linear(2, 2))), is_frozen(nn.Linear(2, 2))
         (True, False)
@@ -260,7 +260,7 @@ def _new_frozen(original: type[nn.Module]) -> nn.Module:
 def trainable_parameters(module: nn.Module) -> list[nn.Parameter]:
     """The parameters of ``module`` that require gradients, for an optimizer.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from visionkit.models import ConvNet
         >>> model = replace_head(freeze(ConvNet(1, 10)), 5)

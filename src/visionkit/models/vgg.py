@@ -74,7 +74,7 @@ class VGG16Transfer(nn.Module):
             everything (fine-tuning).
         progress: Show torchvision's download progress bar.
 
-    Example:
+    Examples:
         >>> import torch
         >>> model = VGG16Transfer(5, hidden=64)
         >>> model(torch.zeros(1, 3, 32, 32)).shape

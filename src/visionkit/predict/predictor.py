@@ -86,7 +86,7 @@ class Predictor:
         precision: ``"32"``, or ``"bf16"`` / ``"16"`` to run under autocast on CUDA (ignored
             on other devices).
 
-    Example:
+    Examples:
         >>> from visionkit.models import create_model
         >>> model = create_model("mlp", in_features=4, hidden=[], num_classes=2)
         >>> predictor = Predictor(model, classes=["cat", "dog"], device="cpu",

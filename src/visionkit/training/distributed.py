@@ -6,7 +6,7 @@ the agreement on when to stop. :class:`Strategy` is the single-process one (ever
 a no-op); :class:`DDPStrategy` runs PyTorch's ``DistributedDataParallel`` on a process
 group (NCCL on CUDA, gloo on CPU) that it creates from the environment ``torchrun`` sets.
 
-Example:
+Examples:
     >>> resolve_strategy("auto").world_size  # not launched by torchrun: one process
     1
 """
@@ -77,7 +77,7 @@ def torchrun_env(environ: Mapping[str, str] | None = None) -> TorchrunEnv | None
     Args:
         environ: The variables to read; default ``os.environ``.
 
-    Example:
+    Examples:
         >>> env = {"RANK": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "node0", "MASTER_PORT": "29500"}
         >>> torchrun_env(env).rank, torchrun_env(env).local_rank, torchrun_env({})
         (1, 1, None)
@@ -188,7 +188,7 @@ class DDPStrategy(Strategy):
             in a step (slower).
         timeout: How long a collective waits for the other processes before failing.
 
-    Example:
+    Examples:
         >>> DDPStrategy(sync_batchnorm=True)
         DDPStrategy(backend=None, sync_batchnorm=True)
     """

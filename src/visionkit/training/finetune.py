@@ -65,7 +65,7 @@ def fine_tune(
     Returns:
         The trainer, after training (``trainer.history``, ``trainer.best_checkpoint``).
 
-    Example:
+    Examples:
         ```python
         data = image_folder("photos/", val_fraction=0.2)
         model = create_model("resnet18", num_classes=len(data.classes), weights="DEFAULT")

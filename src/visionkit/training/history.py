@@ -16,7 +16,7 @@ __all__ = ["History"]
 class History:
     """The metrics of every epoch, in order: what ``Trainer.fit`` returns.
 
-    Example:
+    Examples:
         >>> h = History()
         >>> h.append({"epoch": 0, "val_loss": 0.5})
         >>> h.append({"epoch": 1, "val_loss": 0.4})

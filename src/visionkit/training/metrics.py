@@ -32,7 +32,7 @@ class ClassificationMetrics:
             ``k`` grows.
         confusion: Also keep the confusion matrix (needed for per-class accuracy).
 
-    Example:
+    Examples:
         >>> m = ClassificationMetrics(3)
         >>> m.update(torch.tensor([[2., 1, 0], [0, 2, 1], [0, 1, 2]]), torch.tensor([0, 1, 1]))
         >>> m.compute()["accuracy"], m.compute()["loss"], m.per_class_accuracy()
@@ -177,7 +177,7 @@ def _target_ranks(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     Returns:
         ``int64`` ranks ``(B,)``.
 
-    Example:
+    Examples:
         >>> _target_ranks(torch.tensor([[1., 2., 2.], [1., 2., 2.]]), torch.tensor([2, 1]))
         tensor([1, 0])
     """

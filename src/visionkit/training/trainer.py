@@ -116,7 +116,7 @@ class Trainer:
             callback that is not a :class:`~visionkit.callbacks.Callback`, ...). Every
             argument is checked before the model is moved to ``device``.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from visionkit.data import mnist_sample
         >>> from visionkit.models import create_model
@@ -187,6 +187,8 @@ class Trainer:
         self._strategy = resolve_strategy(strategy)
         self.device = self._strategy.setup(resolve_device(device))
         self.model = model.to(self.device)
+        if isinstance(self.loss_fn, nn.Module):  # e.g. CrossEntropyLoss(weight=...)'s buffer
+            self.loss_fn.to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = optimizer or torch.optim.Adam(

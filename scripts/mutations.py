@@ -1,0 +1,333 @@
+"""Plant small, realistic bugs in visionkit one at a time and check that the tests catch each.
+
+Every mutation replaces one exact piece of source (which must occur exactly once) in a
+copy of the repository, runs the tests that cover that code, and counts the mutation as
+caught when they fail. The working tree is never changed.
+
+Usage:
+    python scripts/mutations.py              # every mutation (about 5 minutes on 2 cores)
+    python scripts/mutations.py --list       # names only
+    python scripts/mutations.py topk nan     # those whose name contains a word given
+
+Exit status: 0 when every mutation was caught, 1 otherwise (or when a mutation no longer
+applies because the code it targets changed: update it here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("VISIONKIT_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """One planted bug: replace ``old`` by ``new`` in ``path``; ``tests`` must then fail."""
+
+    name: str
+    path: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+T = "tests/unit/training/"
+C = "tests/unit/callbacks/"
+
+MUTATIONS = [
+    # ---------------------------------------------------------------- the training loop
+    Mutation(
+        "accumulation not averaged",
+        "src/visionkit/training/_loop.py",
+        "loss / t.accumulate_grad_batches if t.accumulate_grad_batches > 1 else loss",
+        "loss",
+        (T + "test_edges.py",),
+    ),
+    Mutation(
+        "uneven last accumulation group never steps",
+        "src/visionkit/training/_loop.py",
+        "stepping = last or self._stepped(batch_index)",
+        "stepping = self._stepped(batch_index)",
+        (T + "test_edges.py",),
+    ),
+    Mutation(
+        "max_steps off by one",
+        "src/visionkit/training/_stopping.py",
+        "return max_steps is not None and self.trainer.global_step >= max_steps",
+        "return max_steps is not None and self.trainer.global_step > max_steps",
+        (T + "test_trainer_loop.py", T + "test_edges.py"),
+    ),
+    Mutation(
+        "history row duplicated after a cut and resume",
+        "src/visionkit/training/_loop.py",
+        'if rows and rows[-1].get("epoch") == t.last_metrics["epoch"]:',
+        "if False:",
+        (T + "test_edges.py",),
+    ),
+    Mutation(
+        "empty validation data found only after an epoch",
+        "src/visionkit/training/trainer.py",
+        'check_not_empty(val_loader, "validation")',
+        "pass",
+        (T + "test_edges.py",),
+    ),
+    Mutation(
+        "label range check off by one",
+        "src/visionkit/training/_batches.py",
+        "if low < 0 or high >= classes:",
+        "if low < 0 or high > classes:",
+        (T + "test_trainer_loop.py", T + "test_edges.py"),
+    ),
+    Mutation(
+        "gradient clipping skipped",
+        "src/visionkit/training/_loop.py",
+        "torch.nn.utils.clip_grad_norm_(t.model.parameters(), t.gradient_clip_val)",
+        "pass",
+        (T, C + "test_before_optimizer_step.py"),
+    ),
+    # ---------------------------------------------------------------- exact resume
+    Mutation(
+        "Python's random not restored on resume",
+        "src/visionkit/_seed.py",
+        "    random.setstate((version, tuple(internal), gauss))\n",
+        "",
+        (T + "test_edges.py",),
+    ),
+    Mutation(
+        "NumPy's generator not restored on resume",
+        "src/visionkit/_seed.py",
+        "    np.random.set_state((kind, keys.numpy(), pos, has_gauss, cached))\n",
+        "",
+        (T + "test_edges.py",),
+    ),
+    Mutation(
+        "position in the epoch not restored",
+        "src/visionkit/training/_state.py",
+        '    trainer.batch_in_epoch = int(state["batch_in_epoch"])\n',
+        "",
+        (T + "test_resume.py",),
+    ),
+    # ---------------------------------------------------------------- fine-tuning and lr_find
+    Mutation(
+        "fine-tuning does not freeze again on resume",
+        "src/visionkit/callbacks/finetune.py",
+        "self._set_frozen(trainer, trainer.epoch < self.freeze_epochs)",
+        "self._set_frozen(trainer, trainer.global_step == 0)",
+        (T + "test_finetune.py",),
+    ),
+    Mutation(
+        "discriminative rates not applied",
+        "src/visionkit/callbacks/finetune.py",
+        'group["lr"] = peak * float(group.get(_SCALE, 1.0)) * factor',
+        'group["lr"] = peak * factor',
+        (T + "test_finetune.py",),
+    ),
+    Mutation(
+        "lr_find leaves the random generators moved",
+        "src/visionkit/training/lr_finder.py",
+        '    set_rng_state(saved["rng"])\n',
+        "",
+        (T + "test_lr_finder.py",),
+    ),
+    Mutation(
+        "lr_find leaves the optimizer's state changed",
+        "src/visionkit/training/lr_finder.py",
+        '    trainer.optimizer.load_state_dict(saved["optimizer"])\n',
+        "",
+        (T + "test_lr_finder.py",),
+    ),
+    # ---------------------------------------------------------------- callbacks
+    Mutation(
+        "early stopping patience off by one",
+        "src/visionkit/callbacks/early_stopping.py",
+        "if self.wait >= self.patience:",
+        "if self.wait > self.patience:",
+        (C,),
+    ),
+    Mutation(
+        "min mode inverted",
+        "src/visionkit/callbacks/base.py",
+        "return value < self.best - self.min_delta",
+        "return value > self.best - self.min_delta",
+        (C,),
+    ),
+    Mutation(
+        "early stopping ignores a non-finite value",
+        "src/visionkit/callbacks/early_stopping.py",
+        "if self.check_finite and not math.isfinite(value):",
+        "if False:",
+        (C,),
+    ),
+    # ---------------------------------------------------------------- checkpoints
+    Mutation(
+        "checkpoint written straight to its final path",
+        "src/visionkit/predict/checkpoint.py",
+        '        with os.fdopen(handle, "wb") as stream:\n',
+        "        os.close(handle)\n        temp_name = str(path)\n"
+        '        with open(path, "wb") as stream:\n',
+        ("tests/unit/predict/test_checkpoint.py",),
+    ),
+    Mutation(
+        "NaN let into the checkpoint top k",
+        "src/visionkit/callbacks/checkpoint.py",
+        "if self.save_top_k != 0 and math.isfinite(value) and self._qualifies(value):",
+        "if self.save_top_k != 0 and self._qualifies(value):",
+        (C + "test_checkpoint_ranking.py",),
+    ),
+    Mutation(
+        "checkpoint ties: the later epoch wins",
+        "src/visionkit/callbacks/checkpoint.py",
+        "return sorted(self.best_k_models, key=lambda path: sign * self.best_k_models[path])",
+        "return sorted(reversed(self.best_k_models), key=lambda p: sign * self.best_k_models[p])",
+        (C + "test_checkpoint_ranking.py",),
+    ),
+    # ---------------------------------------------------------------- metrics
+    Mutation(
+        "top-k ties ranked differently from accuracy",
+        "src/visionkit/training/metrics.py",
+        "return (above | (tied & before)).sum(1)",
+        "return (above | (tied & ~before)).sum(1)",
+        (T + "test_top_k_ties.py",),
+    ),
+    Mutation(
+        "top-k order reversed",
+        "src/visionkit/training/metrics.py",
+        "above = (logits > score) | (nan & ~nan_score)",
+        "above = (logits < score) | (nan & ~nan_score)",
+        (T + "test_top_k_ties.py",),
+    ),
+    Mutation(
+        "loss reported as 0 without a loss",
+        "src/visionkit/training/metrics.py",
+        "            state[0] += math.nan\n",
+        "            state[0] += 0.0\n",
+        (T + "test_metrics_loss.py",),
+    ),
+    # ---------------------------------------------------------------- models
+    Mutation(
+        "frozen BatchNorm follows train()",
+        "src/visionkit/models/transfer.py",
+        "return super().train(False)",
+        "return super().train(mode)",
+        ("tests/unit/models/test_freezing.py",),
+    ),
+    # ---------------------------------------------------------------- prediction and images
+    Mutation(
+        "class names that do not fit the model accepted",
+        "src/visionkit/predict/predictor.py",
+        "if self.classes is None or outputs is None or len(self.classes) == outputs:",
+        "if True:",
+        ("tests/unit/predict/test_class_count.py",),
+    ),
+    Mutation(
+        "16-bit images clipped to 255",
+        "src/visionkit/_images/decode.py",
+        "return Image.fromarray(((values + 128) // 257).astype(np.uint8))",
+        "return Image.fromarray(np.clip(values, 0, 255).astype(np.uint8))",
+        ("tests/unit/data/test_bit_depth_and_links.py", "tests/unit/predict/"),
+    ),
+    Mutation(
+        "link loops walked until the path is too long",
+        "src/visionkit/_images/files.py",
+        "            if real in chain:\n",
+        "            if False:\n",
+        ("tests/unit/data/test_bit_depth_and_links.py",),
+    ),
+    Mutation(
+        "bicubic weights resized bilinear",
+        "src/visionkit/_images/decode.py",
+        "    mode = INTERPOLATIONS[spec.interpolation]\n",
+        '    mode = INTERPOLATIONS["bilinear"]\n',
+        ("tests/unit/data/test_model_presets.py",),
+    ),
+    # ---------------------------------------------------------------- data
+    Mutation(
+        "float32 statistics",
+        "src/visionkit/data/stats.py",
+        'pixels = image.detach().to("cpu", torch.float64).flatten(1)',
+        'pixels = image.detach().to("cpu", torch.float32).flatten(1)',
+        ("tests/unit/data/",),
+    ),
+]
+
+
+def _copy_repo(into: Path) -> Path:
+    ignore = shutil.ignore_patterns(".git", "site", "dist", "build", "*.egg-info", "__pycache__")
+    target = into / "repo"
+    shutil.copytree(REPO, target, ignore=ignore, symlinks=True)
+    return target
+
+
+def _run(mutation: Mutation, repo: Path) -> tuple[bool, float]:
+    path = repo / mutation.path
+    original = path.read_text()
+    count = original.count(mutation.old)
+    if count != 1:
+        raise SystemExit(
+            f"mutation {mutation.name!r}: the text to replace occurs {count} times in "
+            f"{mutation.path} (expected once): update scripts/mutations.py"
+        )
+    path.write_text(original.replace(mutation.old, mutation.new))
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(repo / "src"),
+        "VISIONKIT_SHARED_DATA": str(SHARED_DATA),
+    }
+    start = time.monotonic()
+    try:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-x",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "-m",
+                "not slow and not gpu",
+                *mutation.tests,
+            ],
+            cwd=repo,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
+    finally:
+        path.write_text(original)
+    return result.returncode not in (0, 5), time.monotonic() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("words", nargs="*", help="run the mutations whose name has a word")
+    parser.add_argument("--list", action="store_true", help="list the mutations and exit")
+    args = parser.parse_args(argv)
+    chosen = [m for m in MUTATIONS if not args.words or any(w in m.name for w in args.words)]
+    if args.list:
+        print("\n".join(m.name for m in chosen))
+        return 0
+    with tempfile.TemporaryDirectory(prefix="visionkit-mutations-") as folder:
+        repo = _copy_repo(Path(folder))
+        missed = []
+        for mutation in chosen:
+            caught, seconds = _run(mutation, repo)
+            print(f"{'caught' if caught else 'MISSED':6}  {seconds:5.1f}s  {mutation.name}")
+            if not caught:
+                missed.append(mutation.name)
+    print(f"\n{len(chosen) - len(missed)} of {len(chosen)} mutations caught")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
