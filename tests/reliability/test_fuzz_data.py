@@ -1058,9 +1058,13 @@ def test_image_folder_arguments(args: dict[str, Any], image_root: Path, count: C
         data: DataSplits = result
         assert data.classes == (["cat", "dog"] if names is None else ["Cat", "Dog"])
         if splits[1] is None:
-            n_val = int(float(fraction) * 6) if holds_out else 0
-            assert len(data.train) == 6 - n_val
-            assert (len(data.val) if data.val else 0) == n_val
+            # Stratified: per class of 3, round(3 * fraction) half up, at least 1, and
+            # at least 1 of the 3 left for training.
+            per_class = min(2, max(1, math.floor(3 * float(fraction) + 0.5))) if holds_out else 0
+            assert len(data.train) == 6 - 2 * per_class
+            assert (len(data.val) if data.val else 0) == 2 * per_class
+            if data.val is not None:
+                assert sorted(data.val.targets.tolist()) == [0] * per_class + [1] * per_class
         image, label = data.train[0]
         assert image.shape == (1 if mode == "L" else 3, 4, 5)
         assert label in (0, 1)

@@ -19,7 +19,9 @@ from visionkit.data._loaders import (
 from visionkit.data._mnist import fashion_mnist, mnist, mnist_sample
 from visionkit.data._splits import DataSplits, split_indices
 from visionkit.data.cifar import CIFAR10_CLASSES, cifar10, read_cifar_batch, read_cifar_meta
+from visionkit.data.csv_data import image_csv
 from visionkit.data.folder import IMAGE_EXTENSIONS, ImageFolderDataset, image_folder
+from visionkit.data.imbalance import balanced_loader, class_counts, class_weights
 from visionkit.data.presets import preprocess_from_transform
 from visionkit.data.stats import compute_mean_std
 
@@ -34,10 +36,14 @@ __all__ = [
     "InMemoryLoader",
     "SeededSampler",
     "TensorImageDataset",
+    "balanced_loader",
     "cifar10",
+    "class_counts",
+    "class_weights",
     "compute_mean_std",
     "epoch_permutation",
     "fashion_mnist",
+    "image_csv",
     "image_folder",
     "make_loader",
     "mnist",

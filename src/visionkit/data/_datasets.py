@@ -136,7 +136,7 @@ class TensorImageDataset(ClassificationDataset):
         augment: Optional batched augmentation applied to training batches
             (see :class:`visionkit.data.BatchAugment`); not applied by ``__getitem__``.
 
-    Example:
+    Examples:
         >>> import torch
         >>> ds = TensorImageDataset(torch.full((2, 1, 2, 2), 255, dtype=torch.uint8),
         ...                         torch.tensor([0, 1]), ["a", "b"], mean=[0.5], std=[0.5])

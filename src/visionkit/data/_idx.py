@@ -47,7 +47,7 @@ def read_idx(path: str | os.PathLike[str]) -> torch.Tensor:
         DataError: if the file is missing, is not IDX, announces more than 32 dimensions,
             or is shorter or longer than its header says; the message names the file.
 
-    Example:
+    Examples:
         >>> import tempfile, pathlib
         >>> p = pathlib.Path(tempfile.mkdtemp()) / "labels-idx1-ubyte"
         >>> _ = p.write_bytes(bytes([0, 0, 8, 1, 0, 0, 0, 3, 7, 2, 1]))

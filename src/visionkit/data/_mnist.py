@@ -91,7 +91,7 @@ def mnist_sample(
     C. J. C. Burges; CC BY-SA 3.0): the first 4,000 are the training files (of which
     ``val_fraction`` is held out for validation, seeded) and the last 1,000 the test set.
 
-    Example:
+    Examples:
         >>> data = mnist_sample()
         >>> len(data.train), len(data.val), len(data.test)
         (3200, 800, 1000)

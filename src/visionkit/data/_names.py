@@ -28,6 +28,13 @@ def check_names(names: Any) -> None:
         )
 
 
+_WORDING = {
+    # kind: (what a key names, where a class with no key is missing, what to add)
+    "folder": ("class folder", "have no folder in", "add the folders"),
+    "label": ("label", "have no row in", "add their rows"),
+}
+
+
 def display_names(
     folders: list[str],
     names: NameMap | None,
@@ -35,30 +42,34 @@ def display_names(
     *,
     strict: bool,
     problems: list[str],
+    kind: str = "folder",
 ) -> list[str]:
     """The display name of each class folder; what is wrong with ``names`` goes to ``problems``.
 
     ``strict`` also reports names of classes that have no folder in ``train_dir``.
+    ``kind="label"`` words the problems for classes given as labels in a CSV file
+    (``train_dir``).
     """
     if names is None:
         return list(folders)
+    key, absent, add = _WORDING[kind]
     mapping, source = _read_names(names)
     lacking = [folder for folder in folders if folder not in mapping]
     if lacking:
         problems.append(
-            f"{source} has no name for the class folder(s) {lacking} of {train_dir}: add them "
-            "to the name map, or check that its keys are the folder names"
+            f"{source} has no name for the {key}(s) {lacking} of {train_dir}: add them "
+            f"to the name map, or check that its keys are the {key} names"
         )
     extra = sorted(set(mapping) - set(folders))
     if strict and extra:
         problems.append(
-            f"{source} names class(es) {extra} that have no folder in {train_dir}: remove "
-            "them, add the folders, or pass strict_names=False"
+            f"{source} names class(es) {extra} that {absent} {train_dir}: remove "
+            f"them, {add}, or pass strict_names=False"
         )
     classes = [mapping.get(folder, folder) for folder in folders]
     repeated = sorted({name for name in classes if classes.count(name) > 1})
     if repeated:
-        problems.append(f"{source} gives several class folders the same name(s) {repeated}")
+        problems.append(f"{source} gives several {key}s the same name(s) {repeated}")
     return classes
 
 

@@ -32,7 +32,7 @@ def split_indices(
             number in ``[0, 1)`` (``nan``, ``inf``, ``True`` and strings are refused), or
             ``seed`` is not an integer that ``torch.manual_seed`` accepts.
 
-    Example:
+    Examples:
         >>> train, val = split_indices(10, 0.2, seed=0)
         >>> len(train), len(val), sorted(train.tolist() + val.tolist()) == list(range(10))
         (8, 2, True)

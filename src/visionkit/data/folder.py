@@ -4,43 +4,37 @@ from __future__ import annotations
 
 import copy
 import os
-import warnings
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 
-from visionkit._checks import (
-    check_bool,
-    check_fraction,
-    check_items,
-    check_path,
-    check_seed,
-    describe,
-)
-from visionkit._images import (
-    IMAGE_EXTENSIONS,
-    Preprocess,
-    convert_mode,
-    describe_failure,
-    open_image,
-    walk_files,
-)
+from visionkit._checks import check_bool, check_items, check_seed, describe
+from visionkit._images import IMAGE_EXTENSIONS, Preprocess, walk_files
 from visionkit.data._datasets import ClassificationDataset, Sample
+from visionkit.data._files import (
+    Transform,
+    check_files,
+    check_mode,
+    check_preprocess,
+    check_transform,
+    existing_folder,
+    load,
+    raise_problems,
+    try_describe,
+)
 from visionkit.data._names import NameMap, check_names, display_names
-from visionkit.data._splits import DataSplits, split_indices
+from visionkit.data._splits import DataSplits
+from visionkit.data._stratify import check_fractions, stratified_splits
 from visionkit.data.presets import ToFloatTensor, preprocess_from_transform
-from visionkit.exceptions import ConfigurationError, DataError
+from visionkit.exceptions import ConfigurationError
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageFolderDataset", "image_folder"]
 
 _SYSTEM_FILES = frozenset({"thumbs.db", "desktop.ini"})
 _TO_TENSOR = ToFloatTensor()
-_MODES = ("RGB", "L")
-Transform = Callable[[Any], Any]
+DEFAULT_SPLITS = ("train", "valid", "test")
 
 
 class ImageFolderDataset(ClassificationDataset):
@@ -66,7 +60,7 @@ class ImageFolderDataset(ClassificationDataset):
         transform: Applied to each PIL image (after conversion to ``mode``); ``None``
             converts to a ``float32`` tensor in ``[0, 1]`` like ``ToTensor``.
         names: Display name of each class folder: a mapping or a JSON file such as
-            seed 000's ``cat_to_name.json``; ``None`` uses the folder names.
+            the flowers' ``cat_to_name.json``; ``None`` uses the folder names.
         mode: ``"RGB"`` or ``"L"`` (grayscale).
         verify: Decode every image now, so damaged files are reported before training; with
             ``False`` only headers are read and a damaged file fails when it is loaded.
@@ -102,13 +96,13 @@ class ImageFolderDataset(ClassificationDataset):
         strict_names: bool = False,
         preprocess: Preprocess | None = None,
     ) -> None:
-        root = _existing_folder(root, "image folder", "root")
-        _check_mode(mode)
-        _check_transform("transform", transform)
+        root = existing_folder(root, "image folder", "root")
+        check_mode(mode)
+        check_transform("transform", transform)
         check_names(names)
         verify = check_bool("verify", verify)
         strict_names = check_bool("strict_names", strict_names)
-        _check_preprocess(preprocess)
+        check_preprocess(preprocess)
         problems: list[str] = []
         if class_folders is None:
             folders = _class_folders(root)
@@ -122,9 +116,9 @@ class ImageFolderDataset(ClassificationDataset):
         reference = "class_folders" if class_folders is not None else None
         samples = _scan_split(root, folders, reference, verify=verify, problems=problems)
         classes = display_names(folders, names, root, strict=strict_names, problems=problems)
-        _raise_problems(root, problems)
+        raise_problems(f"image folder {root}", problems)
         if preprocess is None:
-            preprocess = _try_describe(transform, mode)
+            preprocess = try_describe(transform, mode)
         self._setup(root, samples, folders, classes, transform, mode, preprocess)
 
     def _setup(
@@ -170,7 +164,7 @@ class ImageFolderDataset(ClassificationDataset):
 
     def __getitem__(self, index: int) -> Sample:
         path = self.paths[index]
-        image = _load(path, self.mode)
+        image = load(path, self.mode)
         output = (self.transform or _TO_TENSOR)(image)
         if isinstance(output, torch.Tensor):
             output = output.as_subclass(torch.Tensor)
@@ -220,29 +214,41 @@ def image_folder(
     names: NameMap | None = None,
     train_transform: Transform | None = None,
     eval_transform: Transform | None = None,
-    splits: tuple[str, str | None, str | None] = ("train", "valid", "test"),
+    splits: tuple[str, str | None, str | None] | None = DEFAULT_SPLITS,
     val_fraction: float = 0.0,
+    test_fraction: float = 0.0,
     seed: int = 0,
     mode: str = "RGB",
     verify: bool = True,
     strict_names: bool = False,
     preprocess: Preprocess | None = None,
 ) -> DataSplits:
-    """Train / validation / test sets from class folders, as in seed 000 (W5).
+    """Train / validation / test sets from class folders: split folders (W5) or one folder.
 
-    ``root`` holds one folder per split, each with one sub-folder per class::
+    Two layouts are read. Split folders, each with one sub-folder per class::
 
         flowers/train/1/image_06734.jpg, flowers/valid/1/..., flowers/test/1/...
 
-    The training split's class folders define the classes, ordered like torchvision's
-    ``ImageFolder`` (folder names sorted as strings); the other splits must have exactly the
-    same class folders. ``names`` maps folder names to display names (seed 000's
-    ``cat_to_name.json``); it may name more classes than there are folders (e.g. a sample
-    of the 102 flowers) unless ``strict_names`` is set. Every file of every split is checked
-    before anything is returned, and all problems are reported in one error.
+    or one folder of class folders, split here (``splits=None``, or the default ``splits``
+    when ``root`` has none of the folders ``train``, ``valid`` and ``test``)::
+
+        my_photos/cat/001.jpg, my_photos/dog/001.jpg, ...
+
+    Classes are the (training split's) class folders, ordered like torchvision's
+    ``ImageFolder`` (folder names sorted as strings); the other split folders must have
+    exactly the same class folders. ``names`` maps folder names to display names (the
+    flowers' ``cat_to_name.json``); it may name more classes than there are folders (e.g.
+    a sample of the 102 flowers) unless ``strict_names`` is set. Every file is checked before
+    anything is returned, and all problems are reported in one error.
+
+    ``val_fraction`` and ``test_fraction`` hold out validation and test sets from the
+    training images where no folder provides them. The split is stratified and seeded:
+    per class, ``round(n * fraction)`` images (at least 1, rounded half up) go to each
+    held-out split and at least one stays for training, chosen by one ``torch.Generator``
+    seeded with ``seed``; held-out sets use ``eval_transform``.
 
     Args:
-        root: The folder holding the split folders.
+        root: The folder holding the split folders, or the class folders.
         names: JSON file or mapping from class folder name to display name.
         train_transform: Transform of the training split (e.g.
             :func:`visionkit.data.presets.imagenet_train`); defaults to ``eval_transform``.
@@ -250,11 +256,14 @@ def image_folder(
             :func:`visionkit.data.presets.imagenet_eval`); ``None`` converts to tensors
             like ``ToTensor``. It must be deterministic: checkpoints store it as the
             :class:`~visionkit.predict.Preprocess` the ``Predictor`` applies.
-        splits: Folder names of the train, validation and test splits; ``None`` for a
-            split the data set does not have.
-        val_fraction: With no validation folder, hold out this share of the training
-            images for validation (seeded by ``seed``).
-        seed: Seed of that split.
+        splits: Folder names of the train, validation and test splits, ``None`` for a
+            split the data set does not have; or ``None``: ``root`` is one folder of class
+            folders.
+        val_fraction: Share of each class's training images held out for validation
+            when no validation folder is used.
+        test_fraction: Share of each class's training images held out for testing when no
+            test folder is used.
+        seed: Seed of the held-out split.
         mode: ``"RGB"`` or ``"L"``; every image is converted to it.
         verify: Decode every image up front (see :class:`ImageFolderDataset`).
         strict_names: Reject names of classes that have no folder.
@@ -264,10 +273,13 @@ def image_folder(
         DataError: listing every problem: a missing split folder, a class folder that
             one split has and another lacks, an empty class folder, a name map that lacks a
             class (or, with ``strict_names``, names one with no folder), a damaged or
-            non-image file, an image over Pillow's decompression-bomb limit.
-        ConfigurationError: if ``eval_transform`` is random or cannot be described.
+            non-image file, an image over Pillow's decompression-bomb limit; or every class
+            with too few images to appear in each split.
+        ConfigurationError: if ``eval_transform`` is random or cannot be described, a
+            fraction is outside ``[0, 1)`` (or both sum to 1 or more), or a fraction is
+            given for a split that has a folder.
 
-    Example:
+    Examples:
         >>> import pathlib, tempfile
         >>> from PIL import Image
         >>> root = pathlib.Path(tempfile.mkdtemp())
@@ -278,33 +290,40 @@ def image_folder(
         >>> data = image_folder(root, names={"2": "two", "10": "ten"})
         >>> data.classes, data.train.folders, len(data.test)
         (['ten', 'two'], ['10', '2'], 2)
+        >>> photos = pathlib.Path(tempfile.mkdtemp())
+        >>> for folder in ("cat", "dog"):
+        ...     (photos / folder).mkdir()
+        ...     for i in range(10):
+        ...         Image.new("RGB", (4, 4)).save(photos / folder / f"{i}.png")
+        >>> data = image_folder(photos, val_fraction=0.2, test_fraction=0.1)
+        >>> len(data.train), len(data.val), len(data.test)
+        (14, 4, 2)
     """
-    root = _existing_folder(root, "data set root", "root")
-    _check_mode(mode)
-    splits = _check_splits(splits)
+    root = existing_folder(root, "data set root", "root")
+    check_mode(mode)
+    checked = None if splits is None else _check_splits(splits)
     check_names(names)
-    _check_transform("train_transform", train_transform)
-    _check_transform("eval_transform", eval_transform)
-    val_fraction = check_fraction("val_fraction", val_fraction)
+    check_transform("train_transform", train_transform)
+    check_transform("eval_transform", eval_transform)
+    val_fraction, test_fraction = check_fractions(val_fraction, test_fraction)
     seed = check_seed("seed", seed)
     verify = check_bool("verify", verify)
     strict_names = check_bool("strict_names", strict_names)
-    _check_preprocess(preprocess)
+    check_preprocess(preprocess)
     if preprocess is None:
         preprocess = preprocess_from_transform(eval_transform, mode=mode)
-    train_name, val_name, test_name = splits
-    if val_name is not None and val_fraction:
-        raise ConfigurationError(
-            f"val_fraction={val_fraction} holds out validation images, but the split folder "
-            f"{root / val_name} is used for validation: pass splits=({train_name!r}, None, "
-            f"{test_name!r}) to split the training images instead"
+    if checked is None or (checked == DEFAULT_SPLITS and _one_folder(root)):
+        if checked is None:
+            _refuse_split_folders(root)
+        scanned, folders, classes = _scan_one(root, names, verify=verify, strict_names=strict_names)
+    else:
+        _refuse_fractions_with_folders(root, checked, val_fraction, test_fraction)
+        scanned, folders, classes = _scan_all(
+            root, checked, names, verify=verify, strict_names=strict_names
         )
-    scanned, folders, classes = _scan_all(
-        root, splits, names, verify=verify, strict_names=strict_names
-    )
     datasets = {
         name: ImageFolderDataset._from_scan(
-            root / folder,
+            split_dir,
             samples,
             folders,
             classes,
@@ -312,20 +331,83 @@ def image_folder(
             mode=mode,
             preprocess=preprocess,
         )
-        for name, (folder, samples) in scanned.items()
+        for name, (split_dir, samples) in scanned.items()
     }
-    train, val = datasets["train"], datasets.get("val")
-    if val is None and val_fraction:
-        train_idx, val_idx = split_indices(len(train), val_fraction, seed=seed)
-        train, val = train.select(train_idx), train.with_transform(eval_transform).select(val_idx)
+    train, val, test = stratified_splits(
+        datasets["train"],
+        datasets["train"].with_transform(eval_transform),
+        folders,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
+    )
     return DataSplits(
         train=train,
-        val=val,
-        test=datasets.get("test"),
+        val=datasets.get("val", val),
+        test=datasets.get("test", test),
         classes=classes,
         mean=preprocess.mean,
         std=preprocess.std,
     )
+
+
+def _one_folder(root: Path) -> bool:
+    """Whether ``root`` looks like one folder of class folders: it has sub-folders, and
+    none of them is a default split folder."""
+    folders = _class_folders(root)
+    return bool(folders) and not set(folders) & set(DEFAULT_SPLITS)
+
+
+def _refuse_split_folders(root: Path) -> None:
+    """With ``splits=None``, refuse a ``train`` folder that holds only class folders."""
+    train = root / DEFAULT_SPLITS[0]
+    if not train.is_dir() or any(entry.is_file() for entry in os.scandir(train)):
+        return
+    inside = _class_folders(train)
+    if inside:
+        raise ConfigurationError(
+            f"splits=None must be given one folder of class folders, but {train} holds "
+            f"folders {inside[:5]}, as a training split folder does: leave splits at its "
+            "default to read split folders, or, if 'train' is a class, put its images "
+            "directly in it"
+        )
+
+
+def _refuse_fractions_with_folders(
+    root: Path,
+    splits: tuple[str, str | None, str | None],
+    val_fraction: float,
+    test_fraction: float,
+) -> None:
+    train_name, val_name, test_name = splits
+    given = (
+        ("val_fraction", val_fraction, val_name, "validation"),
+        ("test_fraction", test_fraction, test_name, "testing"),
+    )
+    for arg, fraction, folder, use in given:
+        if folder is not None and fraction:
+            other = (
+                (train_name, None, test_name)
+                if arg == "val_fraction"
+                else (train_name, val_name, None)
+            )
+            raise ConfigurationError(
+                f"{arg}={fraction} holds out images for {use}, but the split folder "
+                f"{root / folder} is used for {use}: pass splits={other!r} to split the "
+                "training images instead"
+            )
+
+
+def _scan_one(
+    root: Path, names: NameMap | None, *, verify: bool, strict_names: bool
+) -> tuple[dict[str, tuple[Path, list[tuple[Path, int]]]], list[str], list[str]]:
+    """Scan one folder of class folders, as the training split; or raise."""
+    problems: list[str] = []
+    folders = _class_folders(root)
+    samples = _scan_split(root, folders, None, verify=verify, problems=problems)
+    classes = display_names(folders, names, root, strict=strict_names, problems=problems)
+    raise_problems(f"image folder {root}", problems)
+    return {"train": (root, samples)}, folders, classes
 
 
 def _scan_all(
@@ -335,7 +417,7 @@ def _scan_all(
     *,
     verify: bool,
     strict_names: bool,
-) -> tuple[dict[str, tuple[str, list[tuple[Path, int]]]], list[str], list[str]]:
+) -> tuple[dict[str, tuple[Path, list[tuple[Path, int]]]], list[str], list[str]]:
     """Scan every split: ``{split: (folder, samples)}``, class folders, names; or raise."""
     problems: list[str] = []
     named = {k: v for k, v in zip(("train", "val", "test"), splits, strict=True) if v is not None}
@@ -343,37 +425,25 @@ def _scan_all(
     for path in missing:
         found = sorted(p.name for p in root.iterdir() if p.is_dir())
         problems.append(
-            f"missing split folder {path} (found folders {found}): create it, or name the "
-            "folders with splits=(train, valid, test), None for a split you do not have"
+            f"missing split folder {path} (found folders {found}): create it, name the "
+            "folders with splits=(train, valid, test), None for a split you do not have, or "
+            "pass splits=None if the root holds the class folders themselves"
         )
     train_dir = root / named["train"]
     if train_dir in missing:
-        _raise_problems(root, problems)
+        raise_problems(f"image folder {root}", problems)
     folders = _class_folders(train_dir)
-    result: dict[str, tuple[str, list[tuple[Path, int]]]] = {}
+    result: dict[str, tuple[Path, list[tuple[Path, int]]]] = {}
     for split, folder in named.items():
         if root / folder not in missing:
             reference = None if split == "train" else str(train_dir)
             samples = _scan_split(
                 root / folder, folders, reference, verify=verify, problems=problems
             )
-            result[split] = (folder, samples)
+            result[split] = (root / folder, samples)
     classes = display_names(folders, names, train_dir, strict=strict_names, problems=problems)
-    _raise_problems(root, problems)
+    raise_problems(f"image folder {root}", problems)
     return result, folders, classes
-
-
-def _existing_folder(path: str | os.PathLike[str], what: str, name: str) -> Path:
-    folder = check_path(name, path)
-    if not folder.is_dir():
-        state = "is a file, not a folder" if folder.exists() else "does not exist"
-        raise DataError(f"{what} {folder} {state}: pass the folder that holds the images")
-    return folder
-
-
-def _check_mode(mode: str) -> None:
-    if not isinstance(mode, str) or mode not in _MODES:
-        raise ConfigurationError(f"mode must be 'RGB' or 'L', got {describe(mode)}")
 
 
 def _check_splits(splits: Any) -> tuple[str, str | None, str | None]:
@@ -410,23 +480,6 @@ def _plain_name(name: str, value: Any) -> str:
     ):
         raise ConfigurationError(f"{expected}, got {value!r}: name a folder directly in the root")
     return value
-
-
-def _check_transform(name: str, transform: Any) -> None:
-    if transform is not None and not callable(transform):
-        raise ConfigurationError(
-            f"{name} must be None or a callable taking a PIL image (e.g. a torchvision "
-            f"transform), got {describe(transform)}"
-        )
-
-
-def _check_preprocess(preprocess: Any) -> None:
-    if preprocess is not None and not isinstance(preprocess, Preprocess):
-        raise ConfigurationError(
-            "preprocess must be None (derived from the evaluation transform) or a "
-            "visionkit.predict.Preprocess such as Preprocess(mode='RGB', resize=256, "
-            f"center_crop=224), got {describe(preprocess)}"
-        )
 
 
 def _class_folders(split_dir: Path) -> list[str]:
@@ -468,7 +521,7 @@ def _scan_split(
                 f"empty class folder {split_dir / folder}: add its images or delete the folder"
             )
         candidates += [(path, label) for path in files]
-    found = _check_files([path for path, _ in candidates], verify)
+    found = check_files([path for path, _ in candidates], verify)
     problems += [problem for problem in found if problem is not None]
     return [sample for sample, problem in zip(candidates, found, strict=True) if problem is None]
 
@@ -504,62 +557,3 @@ def _list_files(class_dir: Path, problems: list[str]) -> list[Path]:
         for name in files
         if not name.startswith(".") and name.lower() not in _SYSTEM_FILES
     ]
-
-
-def _check_files(paths: list[Path], verify: bool) -> list[str | None]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        if len(paths) < 64:
-            return [_file_problem(path, verify) for path in paths]
-        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-            return list(pool.map(lambda path: _file_problem(path, verify), paths))
-
-
-def _file_problem(path: Path, verify: bool) -> str | None:
-    """What is wrong with the image file ``path``, or ``None``."""
-    if path.suffix.lower() not in IMAGE_EXTENSIONS:
-        return (
-            f"{path} is not an image file (extension {path.suffix or 'none'!r}; images are "
-            f"{', '.join(IMAGE_EXTENSIONS)}): move it out of the class folder"
-        )
-    try:
-        if path.is_file() and path.stat().st_size == 0:
-            return f"{path} is empty (0 bytes): replace it with the original image or delete it"
-        with open_image(path) as image:
-            if verify:
-                if image.format == "JPEG" and min(image.size) >= 64:
-                    # Decode at 1/8 scale: faster, and it still reads every byte.
-                    image.draft(image.mode, (image.width // 8, image.height // 8))
-                image.load()
-    except DataError as error:
-        return str(error)
-    except Exception as error:  # Pillow decoders raise many types; report them alike
-        return f"{path} {describe_failure(error)}"
-    return None
-
-
-def _load(path: Path, mode: str) -> Image.Image:
-    try:
-        with open_image(path) as image:
-            converted = convert_mode(image, mode, what=f"image {path}")
-            return image.copy() if converted is image else converted  # loaded before closing
-    except DataError:
-        raise
-    except FileNotFoundError:
-        raise DataError(f"image file {path} disappeared after the data set was built") from None
-    except Exception as error:  # name the file, not just a bare Pillow error
-        raise DataError(f"{path} {describe_failure(error)}") from error
-
-
-def _try_describe(transform: Transform | None, mode: str) -> Preprocess | None:
-    try:
-        return preprocess_from_transform(transform, mode=mode)
-    except ConfigurationError:
-        return None
-
-
-def _raise_problems(root: Path, problems: list[str]) -> None:
-    if problems:
-        count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
-        listing = "\n".join(f"  - {problem}" for problem in problems)
-        raise DataError(f"{count} in image folder {root}; nothing was loaded:\n{listing}")

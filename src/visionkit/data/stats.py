@@ -57,7 +57,7 @@ def compute_mean_std(
         ConfigurationError: if ``batch_size`` is not a positive integer or a tensor is not
             ``N x C x H x W``.
 
-    Example:
+    Examples:
         >>> import torch
         >>> images = torch.tensor([[[[0, 255]]], [[[255, 255]]]], dtype=torch.uint8)
         >>> compute_mean_std(images)
