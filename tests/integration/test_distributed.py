@@ -211,24 +211,27 @@ def test_no_collective_per_step_when_only_visionkit_callbacks_run(job: Job) -> N
     # 20 batches per epoch and max_steps=30: the processes agree every 16 batches and at
     # epoch boundaries, and max_steps stops both at step 30 without a collective.
     # Agreements: before epoch 0, batch 15, after epoch 0; before epoch 1, whether epoch 1
-    # was cut short, after epoch 1; before leaving the loop.
+    # was cut short, whether a process got a signal (once, as the epoch ends early), after
+    # epoch 1; before leaving the loop.
     assert [r["quiet_steps"] for r in job.records] == [30, 30]
-    assert [r["quiet_agreements"] for r in job.records] == [7, 7]
+    assert [r["quiet_agreements"] for r in job.records] == [8, 8]
 
 
 def test_a_callback_stopping_one_rank_mid_epoch_stops_both_at_the_same_step(job: Job) -> None:
     # A user callback may stop one process inside an epoch, so every step is agreed on:
-    # before the epoch, after steps 0-3, whether it was cut short, after the epoch.
+    # before the epoch, after steps 0-3, whether it was cut short, whether a process got a
+    # signal (once), after the epoch.
     assert [r["stopped_at_step"] for r in job.records] == [4, 4]
     assert [r["stopped_epochs"] for r in job.records] == [1, 1]
-    assert [r["stop_agreements"] for r in job.records] == [7, 7]
+    assert [r["stop_agreements"] for r in job.records] == [8, 8]
 
 
 def test_a_stop_from_outside_the_callbacks_stops_both_at_the_next_agreement(job: Job) -> None:
     # rank 1 sets should_stop during step 3 (from its loss, as a signal handler would);
-    # both processes stop together after batch 15, the next agreement: no hang.
+    # both processes stop together after batch 15, the next agreement: no hang. One more
+    # agreement asks whether that stop came from a signal (it did not: no checkpoint).
     assert [r["signal_stopped_at_step"] for r in job.records] == [16, 16]
-    assert [r["signal_agreements"] for r in job.records] == [4, 4]
+    assert [r["signal_agreements"] for r in job.records] == [5, 5]
 
 
 def test_only_rank_zero_writes_and_a_single_checkpoint_file_exists(job: Job) -> None:

@@ -163,8 +163,17 @@ def atomic_write(
     ones. On failure the temporary file is removed and a
     :class:`~visionkit.exceptions.CheckpointError` says what happened, calling the file
     a ``kind`` (``"checkpoint"``, ``"exported model"``).
+
+    A ``path`` that is a folder is refused before anything is written. A ``path`` that is
+    a symbolic link is replaced by the new file, and the file the link pointed to is left
+    as it was: a write never goes through a link to a file outside the folder.
     """
     path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        raise CheckpointError(
+            f"could not write {kind} {path}: it is a folder, expected a file path; pass a "
+            f"file name inside it, e.g. {path / 'last.ckpt'}"
+        )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temp_name = tempfile.mkstemp(

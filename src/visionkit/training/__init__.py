@@ -1,6 +1,7 @@
 """Training: the ``Trainer``, its metrics and its history."""
 
 from visionkit._threads import available_cpus, default_num_threads
+from visionkit.training._signals import TrainingPreempted
 from visionkit.training.distributed import DDPStrategy, Strategy
 from visionkit.training.finetune import fine_tune
 from visionkit.training.history import History
@@ -17,6 +18,7 @@ __all__ = [
     "NonFiniteLossError",
     "Strategy",
     "Trainer",
+    "TrainingPreempted",
     "available_cpus",
     "default_num_threads",
     "fine_tune",

@@ -61,6 +61,7 @@ class Settings:
     top_k: tuple[int, ...]
     channels_last: bool
     compile: bool
+    handle_signals: bool
 
 
 def check_arguments(arguments: Mapping[str, Any]) -> tuple[Settings, list[Callback]]:
@@ -95,6 +96,7 @@ def check_arguments(arguments: Mapping[str, Any]) -> tuple[Settings, list[Callba
             "check_finite",
             "channels_last",
             "compile",
+            "handle_signals",
         )
     }
     scheduler = get("scheduler")
@@ -115,6 +117,7 @@ def check_arguments(arguments: Mapping[str, Any]) -> tuple[Settings, list[Callba
         check_finite=flags["check_finite"],
         channels_last=flags["channels_last"],
         compile=flags["compile"],
+        handle_signals=flags["handle_signals"],
         **numbers,
     )
     add_default_callbacks(

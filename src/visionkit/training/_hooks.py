@@ -52,11 +52,15 @@ class Hooks:
             method(*args)
 
 
-def configure_callbacks(trainer: Trainer, run_dir: Path) -> None:
-    """Set up checkpoint callbacks in ``run_dir``, order them, check their state keys."""
+def configure_callbacks(trainer: Trainer, run_dir: Path | None) -> None:
+    """Set up checkpoint callbacks in ``run_dir``, order them, check their state keys.
+
+    ``run_dir`` is ``None`` when no checkpoint callback writes in the run folder.
+    """
     for callback in trainer.callbacks:
         if isinstance(callback, ModelCheckpoint):
-            callback.setup(trainer, default_monitor=trainer.monitor, root=run_dir)
+            root = run_dir or trainer.default_root_dir
+            callback.setup(trainer, default_monitor=trainer.monitor, root=root)
     # Checkpoint callbacks decide last, so the state they save includes every other
     # callback's decision for the epoch (e.g. EarlyStopping's counter).
     trainer.callbacks.sort(key=lambda c: isinstance(c, ModelCheckpoint))

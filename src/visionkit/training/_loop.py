@@ -46,6 +46,8 @@ class EpochLoop:
         t = self.trainer
         epoch_start = time.monotonic()
         metrics = self.train_epoch(train_loader)
+        if t.batch_in_epoch < t.num_train_batches:  # every process stopped at this batch
+            t._preemption.stop_if_signalled()
         if val_loader is not None:
             t._hooks.call("on_validation_epoch_start", t)
             val = {
@@ -92,9 +94,8 @@ class EpochLoop:
             t.batch_in_epoch = batch_index
             if batch_start:
                 t._hooks.call("on_train_batch_start", t, batch, batch_index)
-            loss, outputs, y = self._train_step(
-                batch, batch_index, last=batch_index == num_batches - 1
-            )
+            last = batch_index == num_batches - 1
+            loss, outputs, y = self._train_step(batch, batch_index, last=last)
             t.batch_in_epoch = batch_index + 1
             if batch_end:
                 step = StepOutput(loss, outputs, y, batch_index)
@@ -102,7 +103,7 @@ class EpochLoop:
             if log_every and t.global_step % log_every == 0 and self._stepped(batch_index):
                 t._flush_finite_checks()
                 t._hooks.call("on_train_log", t, t.running_metrics())
-            if t._stop.in_epoch(batch_index):
+            if t._stop.in_epoch(batch_index, stepped=last or self._stepped(batch_index)):
                 break
         t._flush_finite_checks()
         if t.check_finite:  # the last step's gradients are checked through the weights

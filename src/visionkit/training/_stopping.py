@@ -44,8 +44,12 @@ class StopRule:
         trainer = self.trainer
         return trainer._strategy.any(trainer.should_stop or self.out_of_budget())
 
-    def in_epoch(self, batch_index: int) -> bool:
+    def in_epoch(self, batch_index: int, *, stepped: bool = True) -> bool:
         """Whether to end the epoch after this batch; every process gets the same answer.
+
+        A stop asked for inside an accumulation group waits for the group's optimizer step
+        (``stepped``), so no accumulated gradient is lost and a checkpoint written then
+        resumes exactly.
 
         Agreeing costs a collective under DDP (a few hundred microseconds on a small
         machine), so when no process can decide differently at a given step it is done
@@ -53,7 +57,7 @@ class StopRule:
         step, and a ``should_stop`` set outside a callback hook (a signal handler, the
         model or the loss) then stops all processes together within that many batches.
         """
-        if self.agree_every_step or (batch_index + 1) % AGREE_EVERY == 0:
+        if stepped and (self.agree_every_step or (batch_index + 1) % AGREE_EVERY == 0):
             return self.now()
         return self.out_of_steps()
 

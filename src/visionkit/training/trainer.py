@@ -36,6 +36,8 @@ from visionkit.training._compile import CompiledForward
 from visionkit.training._hooks import Hooks, configure_callbacks
 from visionkit.training._loop import EpochLoop, evaluate
 from visionkit.training._numerics import FiniteGuard
+from visionkit.training._runs import check_resume_from, resume_target, run_dir
+from visionkit.training._signals import Preemption
 from visionkit.training._state import DataReplay, restore_state, trainer_state
 from visionkit.training._stopping import StopRule
 from visionkit.training.distributed import Strategy, StrategyName, resolve_strategy, torchrun_env
@@ -110,6 +112,12 @@ class Trainer:
             an ``OMP_NUM_THREADS`` you set is kept. See
             :func:`~visionkit.training.default_num_threads`.
 
+        handle_signals: While ``fit`` runs, the first SIGTERM or Ctrl-C stops training after
+            the optimizer step in progress, writes ``last.ckpt`` of that exact point and
+            ends ``fit`` with :class:`~visionkit.training.TrainingPreempted` (SIGTERM) or
+            ``KeyboardInterrupt``; a second signal stops at once. ``False`` leaves signals
+            alone.
+
     Raises:
         ConfigurationError: if an argument has the wrong type or is out of its range (a
             count of ``1.5``, ``True`` or NaN, a negative ``max_time`` or clipping value, a
@@ -149,6 +157,7 @@ class Trainer:
     top_k: tuple[int, ...]
     channels_last: bool
     compile: bool
+    handle_signals: bool
 
     def __init__(
         self,
@@ -179,6 +188,7 @@ class Trainer:
         compile: bool = False,
         strategy: StrategyName | Strategy = "auto",
         num_threads: int | None = None,
+        handle_signals: bool = True,
     ) -> None:
         # Every argument is checked before anything happens, the model's move included.
         settings, self.callbacks = check_arguments(locals())
@@ -220,6 +230,7 @@ class Trainer:
         self._stop = StopRule(self)
         self._data_replay = DataReplay()
         self._loop = EpochLoop(self)
+        self._preemption = Preemption(self, enabled=self.handle_signals)
         # On an accelerator, reading a value on the host waits for every queued kernel, so
         # per-step checks are recorded on the device and read once per log interval.
         self._finite = FiniteGuard(self.model, defer=self.device.type != "cpu")
@@ -260,7 +271,7 @@ class Trainer:
         batch_size: int = 32,
         val_batch_size: int | None = None,
         shuffle: bool = True,
-        resume_from: str | os.PathLike[str] | None = None,
+        resume_from: str | os.PathLike[str] | Literal["auto"] | bool | None = None,
     ) -> History:
         """Train for ``max_epochs`` (or until stopped), validating after every epoch.
 
@@ -273,7 +284,12 @@ class Trainer:
             resume_from: A checkpoint saved by a ``Trainer`` to continue from exactly:
                 weights, optimizer, scheduler, callbacks, counters, RNG states (Python's
                 ``random``, NumPy's global generator, torch's CPU and CUDA generators) and
-                the position in the data order are restored.
+                the position in the data order are restored. ``"auto"`` (or ``True``)
+                resumes from the newest complete checkpoint of this run if there is one
+                (the furthest by global step, in the checkpoint folder; with the default
+                folder, in the latest ``version_N`` that has one, which the run keeps
+                using) and starts afresh otherwise, so re-running an interrupted script
+                unchanged continues it.
 
         Returns:
             The :class:`~visionkit.training.History` of per-epoch metrics: ``train_*``,
@@ -304,16 +320,19 @@ class Trainer:
         check_not_empty(val_loader, "validation")
         if self.monitor is None:
             self.monitor = "val_loss" if val is not None else "train_loss"
-        run_dir = self._strategy.broadcast_object(self._run_dir())  # rank 0's, on every rank
-        configure_callbacks(self, run_dir)
-        if resume_from is not None:
-            self._resume(resume_from)
+        check_resume_from(resume_from)
+        configure_callbacks(self, self._strategy.broadcast_object(self._run_dir(resume_from)))
+        folder = getattr(self.checkpoint_callback, "dirpath", None)
+        target = resume_target(resume_from, folder) if self.is_global_zero else None
+        target = self._strategy.broadcast_object(target)  # rank 0's choice, on every rank
+        if target is not None:
+            self._resume(target)
         self.num_train_batches = len(train_loader)
         self._hooks = Hooks(self.callbacks)
         self._hooks.activate()
         self._stop.start(self._hooks)
         try:
-            with num_threads(self._thread_count()):
+            with self._preemption, num_threads(self._thread_count()):
                 self._fit_loop(train_loader, val_loader)
         except BaseException as error:
             self._strategy.abort()  # other processes fail at once instead of waiting
@@ -329,6 +348,7 @@ class Trainer:
             self._loop.run(train_loader, val_loader)
             self.should_stop = self._strategy.any(self.should_stop)  # all ranks stop together
             if self.should_stop:
+                self._preemption.stop_if_signalled()
                 break
         self._hooks.call("on_fit_end", self)
 
@@ -475,11 +495,12 @@ class Trainer:
             return Path(path)
         return Path(ckpt)
 
-    def _run_dir(self) -> Path:
-        version = 0
-        while (self.default_root_dir / f"version_{version}").exists():
-            version += 1
-        return self.default_root_dir / f"version_{version}"
+    def _run_dir(self, resume_from: Any) -> Path | None:
+        """This run's folder, claimed by rank 0 when a checkpoint callback writes there."""
+        wanted = any(isinstance(c, ModelCheckpoint) and c.dirpath is None for c in self.callbacks)
+        if not wanted or not self.is_global_zero:
+            return None
+        return run_dir(self.default_root_dir, resume_from)
 
     def _resume(self, path: str | os.PathLike[str]) -> None:
         checkpoint = restore_state(self, path)

@@ -19,7 +19,7 @@ from visionkit import CheckpointError, Predictor, Trainer
 from visionkit.data import mnist_sample
 from visionkit.models import create_model
 from visionkit.predict import FORMAT_VERSION, load_checkpoint, make_checkpoint, save_checkpoint
-from visionkit.predict.checkpoint import load_weights
+from visionkit.predict.checkpoint import atomic_save, load_weights
 
 DIGITS = [str(i) for i in range(10)]
 MlpFactory = Callable[..., torch.nn.Module]
@@ -251,3 +251,19 @@ def test_loading_for_resume_leaves_rng_unchanged(trainer_checkpoint: Path) -> No
     trainer = Trainer(model, device="cpu", enable_checkpointing=False, enable_progress_bar=False)
     trainer.load_weights(trainer_checkpoint)
     _assert_same(before)
+
+
+def test_a_folder_at_the_checkpoint_path_is_refused_before_writing(tmp_path: Path) -> None:
+    (tmp_path / "a.ckpt").mkdir()
+    with pytest.raises(CheckpointError, match=r"a\.ckpt: it is a folder, expected a file path"):
+        atomic_save({"x": 1}, tmp_path / "a.ckpt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.ckpt"]  # no temporary left
+
+
+def test_a_link_at_the_checkpoint_path_is_replaced_and_its_target_kept(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere.bin"
+    target.write_bytes(b"keep me")
+    (tmp_path / "last.ckpt").symlink_to(target)
+    atomic_save({"x": 1}, tmp_path / "last.ckpt")
+    assert not (tmp_path / "last.ckpt").is_symlink()
+    assert target.read_bytes() == b"keep me"
