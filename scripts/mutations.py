@@ -249,6 +249,38 @@ MUTATIONS = [
         '    mode = INTERPOLATIONS["bilinear"]\n',
         ("tests/unit/data/test_model_presets.py",),
     ),
+    # ---------------------------------------------------------------- preemption and runs
+    Mutation(
+        "run folders claimed without an atomic mkdir",
+        "src/visionkit/training/_runs.py",
+        "            candidate.mkdir()\n",
+        "            candidate.mkdir(exist_ok=True)\n",
+        ("tests/reliability/test_preemption.py::test_runs_started_together_get_different_folders",),
+    ),
+    Mutation(
+        "resume_from='auto' picks the newest file",
+        "src/visionkit/training/_runs.py",
+        'ranked = (*position, path.name == "last.ckpt")',
+        "ranked = (int(path.stat().st_mtime), 0, 0, 0)",
+        (T + "test_runs.py",),
+    ),
+    Mutation(
+        "a signal stops inside an accumulation group",
+        "src/visionkit/training/_loop.py",
+        "if t._stop.in_epoch(batch_index, stepped=last or self._stepped(batch_index)):",
+        "if t._stop.in_epoch(batch_index, stepped=True):",
+        (
+            "tests/reliability/test_preemption.py"
+            "::test_signal_inside_an_accumulation_group_waits_for_its_step",
+        ),
+    ),
+    Mutation(
+        "no checkpoint written on SIGTERM",
+        "src/visionkit/training/_signals.py",
+        "            trainer.save_checkpoint(path)\n",
+        "",
+        ("tests/reliability/test_preemption.py::test_sigint_saves_then_raises_keyboard_interrupt",),
+    ),
     # ---------------------------------------------------------------- data
     Mutation(
         "float32 statistics",
@@ -267,6 +299,20 @@ def _copy_repo(into: Path) -> Path:
     return target
 
 
+def _pytest(repo: Path, tests: tuple[str, ...]) -> int:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(repo / "src"),
+        "VISIONKIT_SHARED_DATA": str(SHARED_DATA),
+    }
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
+    command += ["-m", "not slow and not gpu", *tests]
+    result = subprocess.run(
+        command, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    return result.returncode
+
+
 def _run(mutation: Mutation, repo: Path) -> tuple[bool, float]:
     path = repo / mutation.path
     original = path.read_text()
@@ -277,35 +323,22 @@ def _run(mutation: Mutation, repo: Path) -> tuple[bool, float]:
             f"{mutation.path} (expected once): update scripts/mutations.py"
         )
     path.write_text(original.replace(mutation.old, mutation.new))
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(repo / "src"),
-        "VISIONKIT_SHARED_DATA": str(SHARED_DATA),
-    }
     start = time.monotonic()
     try:
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                "-x",
-                "-q",
-                "-p",
-                "no:cacheprovider",
-                "-m",
-                "not slow and not gpu",
-                *mutation.tests,
-            ],
-            cwd=repo,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            check=False,
-        )
+        returncode = _pytest(repo, mutation.tests)
     finally:
         path.write_text(original)
-    return result.returncode not in (0, 5), time.monotonic() - start
+    return returncode not in (0, 5), time.monotonic() - start
+
+
+def _check_baseline(chosen: list[Mutation], repo: Path) -> None:
+    """The tests must pass on the unchanged code, or a failure would prove nothing."""
+    tests = tuple(sorted({t for m in chosen for t in m.tests}))
+    if _pytest(repo, tests) != 0:
+        raise SystemExit(
+            "the tests fail on the unchanged code, so no mutation could be judged: run "
+            f"pytest {' '.join(tests)} and fix them first"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -319,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     with tempfile.TemporaryDirectory(prefix="visionkit-mutations-") as folder:
         repo = _copy_repo(Path(folder))
+        _check_baseline(chosen, repo)
+        print("the tests pass on the unchanged code; planting one bug at a time:")
         missed = []
         for mutation in chosen:
             caught, seconds = _run(mutation, repo)
