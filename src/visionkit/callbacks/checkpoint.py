@@ -49,13 +49,17 @@ class ModelCheckpoint(MonitorCallback):
             or infinite score has no rank: it is never saved as a best checkpoint, never
             takes the place of a kept one and never becomes ``best`` or
             ``best_model_path`` (``last.ckpt`` is still written).
-        save_last: Also write ``last.ckpt`` after every epoch (for resuming).
+        save_last: Also write ``last.ckpt`` (for resuming) at the end of every epoch this
+            callback considers (every ``every_n_epochs``-th), and mid-epoch with
+            ``every_n_train_steps``; it always holds the latest of those points. Without
+            it, ``last_model_path`` is the best checkpoint.
         filename: Name template of the best files, formatted with the epoch's metrics,
             e.g. ``"epoch{epoch:03.0f}-{val_loss:.4f}"`` (``epoch`` and ``step`` are
             integers, so ``"{epoch:02d}"`` works as in Lightning); default ``"best"`` when
             ``save_top_k == 1``, else ``"epoch{epoch:03.0f}-{<monitor>:.4f}"``. A plain
             name: folders go in ``dirpath``.
-        every_n_epochs: Consider saving only every N epochs.
+        every_n_epochs: Consider saving (best and ``last.ckpt``) only at the end of epochs
+            ``N - 1``, ``2N - 1``, ... (counting from 0); the other epochs write nothing.
         every_n_train_steps: Also write ``last.ckpt`` every N optimizer steps, in the middle
             of an epoch, so a run killed mid-epoch resumes from at most N steps back, exactly
             where it was (data order, RNG states and running metrics included).

@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from visionkit import Trainer
 from visionkit.callbacks import Callback, ModelCheckpoint
-from visionkit.data import TensorImageDataset
+from visionkit.data import TensorImageDataset, mnist_sample
 from visionkit.models import create_model
+from visionkit.predict import load_checkpoint
 
 
 def _data(n: int = 8) -> TensorImageDataset:
@@ -137,3 +138,19 @@ def test_a_resumed_state_with_a_nan_score_ranks_only_the_finite_ones(tmp_path: P
     )
     assert checkpoint.best_k_models == {finite_file: 0.9}
     assert (checkpoint.best_model_path, checkpoint.best) == (Path(finite_file), 0.9)
+
+
+def test_last_ckpt_with_every_n_epochs_holds_the_latest_considered_epoch(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = create_model("mlp", in_features=784, hidden=[8], num_classes=10)
+    trainer = Trainer(
+        model,
+        max_epochs=5,
+        device="cpu",
+        enable_progress_bar=False,
+        callbacks=[ModelCheckpoint(tmp_path, monitor="train_loss", every_n_epochs=2)],
+    )
+    trainer.fit(mnist_sample().train.select(range(32)), batch_size=16)
+    # epochs 1 and 3 are considered (counting from 0); epoch 4, the last, is not
+    state = load_checkpoint(tmp_path / "last.ckpt")["trainer_state"]
+    assert state["epoch"] == 4  # resumes at epoch 4: it was written at the end of epoch 3
