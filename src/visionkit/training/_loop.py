@@ -30,7 +30,7 @@ from visionkit.training.metrics import ClassificationMetrics
 if TYPE_CHECKING:
     from visionkit.training.trainer import Trainer
 
-__all__ = ["EpochLoop", "autocast", "evaluate"]
+__all__ = ["EpochLoop", "autocast", "evaluate", "flip_averaged"]
 
 _NO_CONTEXT = contextlib.nullcontext()
 
@@ -196,9 +196,16 @@ class EpochLoop:
 
 
 def evaluate(
-    trainer: Trainer, loader: EpochLoader, stage: Literal["validation", "test"]
+    trainer: Trainer,
+    loader: EpochLoader,
+    stage: Literal["validation", "test"],
+    *,
+    tta: bool = False,
 ) -> ClassificationMetrics:
-    """Evaluate ``trainer.model`` on ``loader`` (validation or test): hooks, metrics, modes."""
+    """Evaluate ``trainer.model`` on ``loader`` (validation or test): hooks, metrics, modes.
+
+    With ``tta`` the outputs are :func:`flip_averaged` log-probabilities.
+    """
     was_training = trainer.model.training
     trainer.model.eval()
     groups = BatchGroups(top_k=trainer.top_k, confusion=True)
@@ -211,7 +218,7 @@ def evaluate(
                 trainer._hooks.call(start_hook, trainer, batch, batch_index)
             x, y = unpack(batch, trainer.device, channels_last=trainer.channels_last)
             with autocast(trainer):
-                outputs = trainer.model(x)
+                outputs = flip_averaged(trainer.model, x) if tta else trainer.model(x)
                 if groups.empty:
                     num_outputs(outputs)
                     check_labels(y, outputs)
@@ -224,6 +231,19 @@ def evaluate(
     if metrics is None:
         raise ConfigurationError(f"the {stage} data is empty: it yielded no batch")
     return metrics
+
+
+def flip_averaged(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Test-time augmentation: log of the mean probabilities of ``x`` and its mirror image.
+
+    Probabilities are the softmax of the outputs, which is right for logits and for
+    log-probabilities alike; their log is a valid input to ``CrossEntropyLoss`` and
+    ``NLLLoss``, so the loss and every metric are those of the averaged probabilities.
+    """
+    outputs: torch.Tensor = model(x)
+    mirrored: torch.Tensor = model(torch.flip(x, dims=(-1,)))
+    probabilities = (outputs.float().softmax(1) + mirrored.float().softmax(1)) / 2
+    return probabilities.log()
 
 
 def autocast(trainer: Trainer) -> contextlib.AbstractContextManager[Any]:

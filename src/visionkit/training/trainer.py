@@ -16,6 +16,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from visionkit._checks import check_bool
 from visionkit._device import resolve_device
 from visionkit._threads import default_num_threads, num_threads
 from visionkit.callbacks.base import Callback
@@ -373,6 +374,7 @@ class Trainer:
         *,
         ckpt: Literal["best", "last"] | str | os.PathLike[str] | None = None,
         batch_size: int = 256,
+        tta: bool = False,
     ) -> EvaluationReport:
         """Evaluate on ``data``: loss, accuracy, top-k and per-class accuracy.
 
@@ -381,6 +383,9 @@ class Trainer:
             ckpt: Load weights first: ``"best"`` or ``"last"`` checkpoint of this run, or
                 a checkpoint path; ``None`` tests the weights as they are.
             batch_size: Samples per batch.
+            tta: Test-time augmentation: average each image's probabilities with its
+                mirror image's (a horizontal flip); loss and accuracy are those of the
+                averaged probabilities.
         """
         if ckpt is not None:
             self.load_weights(self._checkpoint_path(ckpt))
@@ -391,7 +396,7 @@ class Trainer:
         self._hooks.activate()
         self._hooks.call("on_test_epoch_start", self)
         with num_threads(self._thread_count()):
-            metrics = evaluate(self, loader, "test")
+            metrics = evaluate(self, loader, "test", tta=check_bool("tta", tta))
         report = metrics.report(class_names(self.classes, metrics.num_classes))
         test = {f"test_{k}": v for k, v in metrics.compute().items()}
         self._hooks.call("on_test_epoch_end", self, test)

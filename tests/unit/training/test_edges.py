@@ -199,3 +199,22 @@ def test_label_equal_to_the_number_of_classes_is_refused() -> None:
     with pytest.raises(ConfigurationError, match=r"found label 10 but the model outputs 10"):
         trainer.fit(bad, batch_size=16)
     assert trainer.global_step == 0
+
+
+def test_tta_averages_the_probabilities_of_each_image_and_its_mirror() -> None:
+    data = _data(40)
+    torch.manual_seed(0)
+    model = create_model("convnet", num_classes=10)  # log-probability outputs
+    trainer = Trainer(model, device="cpu", enable_checkpointing=False, enable_progress_bar=False)
+    report = trainer.test(data, tta=True, batch_size=16)
+    model.eval()
+    images = torch.stack([data[i][0] for i in range(len(data))])
+    labels = torch.tensor([data[i][1] for i in range(len(data))])
+    with torch.inference_mode():
+        mean = (model(images).softmax(1) + model(images.flip(-1)).softmax(1)) / 2
+    expected_loss = float(nn.functional.nll_loss(mean.log(), labels))
+    expected_accuracy = float((mean.argmax(1) == labels).float().mean())
+    assert report.loss == pytest.approx(expected_loss, rel=1e-5)
+    assert report.accuracy == pytest.approx(expected_accuracy)
+    plain = trainer.test(data, batch_size=16)
+    assert plain.loss != pytest.approx(report.loss, rel=1e-5)  # the flip does change things
