@@ -40,7 +40,7 @@ def bench_data_path(sizes: Sizes, threads: int) -> Result:
     med = {n: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for n, rs in runs.items()}
     labels = {
         "visionkit": "visionkit in-memory path",
-        "torchvision": "(a) seed 001: torchvision DataLoader",
+        "torchvision": "(a) W1 tutorial: torchvision DataLoader",
         "hand": "(b) preloaded float32 hand loop",
     }
     rows = [
@@ -58,7 +58,7 @@ def bench_data_path(sizes: Sizes, threads: int) -> Result:
     vk, tv, hand = (med[n] for n in bench_data.PIPELINES)
     memory = vk["peak_mb"] * 2**20 / data_bytes
     return {
-        "title": "Data path: one MLP epoch (seed 001), in-memory vs torchvision pipeline",
+        "title": "Data path: one MLP epoch (W1), in-memory vs torchvision pipeline",
         "setup": f"{vk['samples']:.0f} training digits per epoch (real MNIST digits tiled "
         f"{sizes.data_copies}x, 20% held out), batch {bench_data.BATCH}, {threads} thread(s), "
         f"median of {sizes.data_repeats} run(s), each pipeline in a fresh process",
@@ -89,8 +89,8 @@ def bench_training_loop(sizes: Sizes, threads: int) -> Result:
     notes = [] if HAS_LIGHTNING else ["Lightning is not installed: `pip install lightning`."]
     return {
         "title": "Training loop: Trainer vs hand-written loop vs Lightning, per epoch",
-        "setup": f"MLP (seed 001, SGD, batch 20): {sizes.trainer_mlp[0]} train + "
-        f"{sizes.trainer_mlp[1]} val digits; ConvNet (seed 004, Adadelta, batch 32): "
+        "setup": f"MLP (W1, SGD, batch 20): {sizes.trainer_mlp[0]} train + "
+        f"{sizes.trainer_mlp[1]} val digits; ConvNet (W2, Adadelta, batch 32): "
         f"{sizes.trainer_convnet[0]} + {sizes.trainer_convnet[1]}; 1 epoch per run, "
         f"{sizes.trainer_repeats} interleaved runs per variant after a warm-up, {threads} "
         "thread(s); ratios: median of the per-run ratios (same repeat) on CPU time",
@@ -199,13 +199,13 @@ def mnist_8000_2000() -> tuple[TensorImageDataset, TensorImageDataset]:
     images = read_idx(folder / "t10k-images-idx3-ubyte.gz").unsqueeze(1)
     labels = read_idx(folder / "t10k-labels-idx1-ubyte.gz").long()
     classes = [str(digit) for digit in range(10)]
-    stats: dict[str, Any] = {"mean": [0.1302], "std": [0.3069]}  # seed 004's values
+    stats: dict[str, Any] = {"mean": [0.1302], "std": [0.3069]}  # the W2 tutorial's values
     train = TensorImageDataset(images[:8000], labels[:8000], classes, **stats)
     return train, TensorImageDataset(images[8000:], labels[8000:], classes, **stats)
 
 
 def bench_accuracy(sizes: Sizes, threads: int) -> Result:
-    """Seconds of training until seed 004's ConvNet reaches 98% on the 2,000 test digits."""
+    """Seconds of training until the W2 tutorial's ConvNet reaches 98% on the 2,000 test digits."""
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows = []
     for device in devices:
@@ -242,9 +242,9 @@ def bench_accuracy(sizes: Sizes, threads: int) -> Result:
     if len(devices) == 1:
         notes.append("No CUDA device here: the GPU row is missing.")
     return {
-        "title": "Accuracy per second: seed 004's ConvNet to 98% test accuracy on real MNIST",
-        "setup": "create_model('convnet'), Adadelta(lr=0.5), NLLLoss, batch 32 (seed 004's "
-        "recipe); train on the first 8,000 digits of ../shared/data/mnist, test on the last "
+        "title": "Accuracy per second: the W2 ConvNet to 98% test accuracy on real MNIST",
+        "setup": "create_model('convnet'), Adadelta(lr=0.5), NLLLoss, batch 32 (the W2 recipe); "
+        "train on the first 8,000 digits of ../shared/data/mnist, test on the last "
         f"2,000 after every epoch; training time only (evaluation excluded); {threads} "
         f"thread(s); budget {sizes.accuracy_max_time:.0f} s",
         "rows": rows,

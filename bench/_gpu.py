@@ -29,7 +29,7 @@ def cifar_shaped(n: int) -> TensorImageDataset:
 
 
 def gpu_model(name: str) -> nn.Module:
-    """``resnet_deep`` (seed 002's NetResDeep) or torchvision's ``resnet18``, 10 classes."""
+    """``resnet_deep`` (the W4 tutorial's NetResDeep) or torchvision's ``resnet18``, 10 classes."""
     torch.manual_seed(0)
     if name == "resnet_deep":
         return create_model("resnet_deep", num_classes=10)

@@ -25,7 +25,7 @@ def check(name: str, value: float, target: str) -> dict[str, Any]:
 def data_checks(
     vk: dict[str, float], tv: dict[str, float], hand: dict[str, float], memory: float
 ) -> list[dict[str, Any]]:
-    """The data path against (a) seed 001's pipeline and (b) the preloaded hand loop."""
+    """The data path against (a) the W1 tutorial's pipeline and (b) the preloaded hand loop."""
     return [
         check("speed-up over (a), CPU time", tv["epoch_cpu_s"] / vk["epoch_cpu_s"], ">= 2.5"),
         check("speed-up over (a), wall time", tv["epoch_s"] / vk["epoch_s"], ">= 2.5"),

@@ -1,6 +1,6 @@
-"""Benchmark: visionkit's in-memory data path against seed 001's pipeline and a hand loop.
+"""Benchmark: visionkit's in-memory data path against the W1 tutorial's pipeline and a hand loop.
 
-One training epoch of seed 001's MLP (784-512-512-10, dropout 0.2, CrossEntropy,
+One training epoch of the W1 tutorial's MLP (784-512-512-10, dropout 0.2, CrossEntropy,
 SGD(lr=0.01), batch 64) over MNIST-sized data: 60,000 training digits in the IDX files of
 torchvision's ``MNIST/raw`` layout, 20% held out for validation, so 48,000 per epoch. The
 digits are the real MNIST test set (``../shared/data/mnist``) tiled 6 times.
@@ -9,7 +9,7 @@ Three pipelines feed the same model and loop body:
 
 * ``visionkit``: ``mnist(root)`` then ``make_loader(data.train, 64, shuffle=True)``, the
   in-memory path (one ``uint8`` tensor, a seeded permutation, batched normalization);
-* ``torchvision`` (a): seed 001's code, ``datasets.MNIST`` + ``ToTensor`` + ``DataLoader``
+* ``torchvision`` (a): the W1 tutorial's code, ``datasets.MNIST`` + ``ToTensor`` + ``DataLoader``
   with a ``SubsetRandomSampler``;
 * ``hand`` (b): a minimal loop over the training digits preloaded as one ``float32``
   tensor, indexed with ``randperm`` batches: the compute limit.
@@ -58,7 +58,7 @@ BATCH = 64
 
 
 class Net(nn.Module):
-    """Seed 001's MLP, verbatim apart from formatting."""
+    """The W1 tutorial's MLP, verbatim apart from formatting."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -238,7 +238,9 @@ def _report(runs: dict[str, list[dict[str, float]]], data_bytes: int, args: Any)
     print()
     for clock, label in (("epoch_cpu_s", "CPU time "), ("epoch_s", "wall time")):
         speedup, overhead = tv[clock] / vk[clock], vk[clock] / hand[clock]
-        _verdict(f"{label}: speed-up over seed 001 (a)  {speedup:6.2f}x", speedup >= 2.5, ">= 2.5")
+        _verdict(
+            f"{label}: speed-up over the W1 tutorial (a)  {speedup:6.2f}x", speedup >= 2.5, ">= 2.5"
+        )
         _verdict(
             f"{label}: vs preloaded float loop (b) {overhead:6.3f}x", overhead <= 1.1, "<= 1.10"
         )

@@ -1,4 +1,4 @@
-"""Benchmark: one epoch of seed 001's MLP under DDP on the CPU (gloo), with the Trainer.
+"""Benchmark: one epoch of the W1 tutorial's MLP under DDP on the CPU (gloo), with the Trainer.
 
 Launch it with torchrun; rank 0 prints the epoch's wall and CPU seconds::
 

@@ -3,7 +3,7 @@
 Run: ``python bench/bench_predict.py`` (add ``--flowers PATH`` to also time real JPEG files).
 
 Workload 1 (W1): 2,000 real MNIST digits from the bundled sample as PIL images (then as
-``uint8`` NumPy arrays), seed 001's MLP 784-512-512-10. The hand-written loop is what the
+``uint8`` NumPy arrays), the W1 tutorial's MLP 784-512-512-10. The hand-written loop is what the
 seeds do: torchvision ``ToTensor`` + ``Normalize`` per image, ``torch.stack`` 64 at a time,
 the model under ``inference_mode``, softmax and top-1 turned into Python values. Each timing
 is the best of ``--repeat`` runs. Printed: images/s and the two ratios the issue asks for.
@@ -46,7 +46,7 @@ def best_time(fn: Callable[[], Any], repeat: int) -> float:
 def hand_loop(
     model: nn.Module, images: list[Any], transform: Callable[[Any], torch.Tensor], names: list[str]
 ) -> list[tuple[str, float]]:
-    """The seeds' inference code, batched."""
+    """The tutorials' inference code, batched."""
     results: list[tuple[str, float]] = []
     model.eval()
     for start in range(0, len(images), BATCH):

@@ -2,15 +2,15 @@
 
 Two workloads, as in the seeds:
 
-* seed 001: MLP 784-512-512-10 with dropout 0.2, CrossEntropy, SGD(lr=0.01), batch 20,
+* W1: MLP 784-512-512-10 with dropout 0.2, CrossEntropy, SGD(lr=0.01), batch 20,
   with a validation pass every epoch;
-* seed 004: ConvNet (conv 16, conv 32, max-pool, dropout, fc 64, log-softmax), NLLLoss,
+* W2: ConvNet (conv 16, conv 32, max-pool, dropout, fc 64, log-softmax), NLLLoss,
   Adadelta(lr=0.5), batch 32, with a validation pass every epoch.
 
 Both loops use the same model, data (MNIST-sized: the bundled real MNIST sample tiled to the
 requested size), loader, optimizer and number of steps. The hand loop does what the seeds
 do: ``model.train()``, zero_grad / forward / loss / backward / step, a running loss with
-``loss.item()``, then ``model.eval()`` and a ``no_grad`` validation pass, and for seed 001
+``loss.item()``, then ``model.eval()`` and a ``no_grad`` validation pass, and for W1
 ``torch.save`` of the weights whenever the validation loss decreased. The Trainer runs
 with its defaults (progress bar to a non-terminal stream, NaN check, train metrics, the
 default checkpoint callback writing ``last.ckpt`` every epoch).
@@ -45,7 +45,7 @@ from visionkit.models import create_model
 
 
 class ConvNet(nn.Module):
-    """Seed 004's ConvNet, kept local so the benchmark does not depend on the model zoo."""
+    """The W2 tutorial's ConvNet, kept local so the benchmark does not depend on the model zoo."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -101,7 +101,7 @@ def _workloads() -> dict[str, Workload]:
 def hand_loop(
     work: Workload, train: TensorImageDataset, val: TensorImageDataset, epochs: int
 ) -> tuple[float, float]:
-    """Wall and CPU seconds per epoch of the seeds' hand-written loop over visionkit's loader."""
+    """Wall and CPU seconds per epoch of the tutorials' hand loop over visionkit's loader."""
     torch.manual_seed(0)
     model: nn.Module = work["model"]()
     optimizer = work["optimizer"](model)
@@ -126,7 +126,7 @@ def hand_loop(
         with torch.no_grad():
             for x, y in val_loader:
                 val_loss += criterion(model(x), y).item() * x.size(0)
-        if work["save_best"] and val_loss < best:  # seed 001 saves when val loss decreases
+        if work["save_best"] and val_loss < best:  # the W1 tutorial saves when val loss decreases
             best = val_loss
             torch.save(model.state_dict(), f"{folder.name}/model.pt")
     folder.cleanup()

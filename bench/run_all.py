@@ -4,13 +4,13 @@ One command, one report: each benchmark runs in its own subprocess (so its peak 
 memory is its own) and reuses the functions of ``bench_data.py``, ``bench_trainer.py``,
 ``bench_predict.py`` and ``bench_lightning.py``:
 
-* ``data``: the in-memory data path against seed 001's torchvision pipeline and a
+* ``data``: the in-memory data path against the W1 tutorial's torchvision pipeline and a
   preloaded ``float32`` loop (one MLP epoch, each pipeline in a fresh process);
 * ``trainer``: ``Trainer.fit`` against the hand-written loop and, if ``lightning`` is
-  installed, ``lightning.Trainer.fit``, on seed 001's MLP and seed 004's ConvNet;
+  installed, ``lightning.Trainer.fit``, on the W1 tutorial's MLP and the W2 tutorial's ConvNet;
 * ``predict``: ``Predictor.predict`` against a hand-written batched loop and one image
   per call;
-* ``accuracy``: seed 004's ConvNet on the real MNIST sample (train on the first 8,000
+* ``accuracy``: the W2 tutorial's ConvNet on the real MNIST sample (train on the first 8,000
   digits, test on the last 2,000): training time to reach 98% test accuracy, on the CPU
   and on CUDA when there is one;
 * ``gpu``: CIFAR-10-shaped random ``uint8`` data, ``NetResDeep`` and a ResNet-18:

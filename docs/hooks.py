@@ -1,24 +1,127 @@
-"""mkdocs hooks: pages generated from the code at build time, so they cannot go stale.
+"""mkdocs hooks: pages generated at build time from the code and from measured results.
 
 A page containing ``<!-- visionkit:model-zoo -->`` gets, in its place, a table of every model
 in the registry: built with its default arguments (on the ``meta`` device, so even VGG16
 costs no memory or time), with its class, parameter counts and expected input.
+
+Figures (speeds, ratios, accuracies) are never typed into a page: a placeholder takes them
+from a committed results file or a captured example output. ``FILE`` is a path relative to
+the repository or a short name from ``SOURCES`` (``bench`` is the full benchmark report):
+
+``{{ json:FILE PATH | FORMAT }}``
+    One value of a JSON file. ``PATH`` is dotted keys; ``[key=value]`` (or ``[k=v&k2=v2]``)
+    picks the one item of a list that matches; ``FORMAT`` is a Python format spec (``.2f``).
+``{{ table:FILE PATH | COLUMN, COLUMN, ... }}``
+    A Markdown table of the list of rows at ``PATH`` (all columns when none are named).
+``{{ text:FILE /REGEX/ }}``
+    The first group of the first match of ``REGEX`` in a text file (an example's output).
+
+A placeholder that does not resolve stops the build with the reason.
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import re
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 MODEL_ZOO_MARKER = "<!-- visionkit:model-zoo -->"
+REPO = Path(__file__).resolve().parents[1]
+# Short names for the results files pages quote most.
+SOURCES = {
+    "bench": "bench/results/benchmarks.json",
+    "bench-trainer-only": "bench/results/trainer-only/benchmarks.json",
+    "ddp": "bench/results/ddp.md",
+}
+PLACEHOLDER = re.compile(r"\{\{\s*(json|table|text):(\S+)\s+(.*?)\s*\}\}")
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
-    """Replace generated-content markers in a page's markdown."""
+    """Replace generated-content markers and figure placeholders in a page's markdown."""
     if MODEL_ZOO_MARKER in markdown:
         markdown = markdown.replace(MODEL_ZOO_MARKER, model_zoo_table())
-    return markdown
+    return PLACEHOLDER.sub(_figure, markdown)
+
+
+def _figure(match: re.Match[str]) -> str:
+    kind, file, rest = match.groups()
+    try:
+        if kind == "text":
+            return _text_value(file, rest)
+        path, _, option = (part.strip() for part in rest.partition("|"))
+        value = _select(_json(file), path)
+        if kind == "table":
+            columns = [c.strip() for c in option.split(",")] if option else None
+            return markdown_table(value, columns)
+        return format(value, option) if option else str(value)
+    except (OSError, LookupError, ValueError, TypeError, re.error) as error:
+        raise ValueError(f"cannot resolve {match.group(0)!r}: {error}") from error
+
+
+def source(file: str) -> Path:
+    """The file a placeholder names: a short name from ``SOURCES``, or a repository path."""
+    return REPO / SOURCES.get(file, file)
+
+
+@cache
+def _json(file: str) -> Any:
+    return json.loads(source(file).read_text(encoding="utf-8"))
+
+
+def _text_value(file: str, pattern: str) -> str:
+    if not (pattern.startswith("/") and pattern.endswith("/") and len(pattern) > 1):
+        raise ValueError("a text placeholder takes /REGEX/")
+    found = re.search(pattern[1:-1], source(file).read_text(encoding="utf-8"), re.MULTILINE)
+    if found is None:
+        raise LookupError(f"no match in {file}")
+    return found.group(1)
+
+
+def _select(data: Any, path: str) -> Any:
+    """Follow ``a.b[key=value].c`` (or ``[k1=v1&k2=v2]``) through nested dicts and lists."""
+    for name, condition in re.findall(r"([^.\[\]]+)|\[([^\]]+)\]", path):
+        if name:
+            data = data[int(name)] if isinstance(data, list) else data[name]
+            continue
+        wanted = dict(part.split("=", 1) for part in condition.split("&"))
+        matches = [i for i in data if all(str(i.get(k)) == v for k, v in wanted.items())]
+        if len(matches) != 1:
+            raise LookupError(f"{len(matches)} items match [{condition}]")
+        data = matches[0]
+    return data
+
+
+def markdown_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
+    """Rows as a Markdown table, numbers right-aligned and rounded as in the results reports."""
+    columns = columns or list(dict.fromkeys(key for row in rows for key in row))
+    missing = [c for c in columns if not any(c in row for row in rows)]
+    if missing:
+        raise LookupError(f"no column {missing}")
+    numeric = [
+        all(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool) for r in rows)
+        for c in columns
+    ]
+    lines = ["| " + " | ".join(columns) + " |"]
+    lines.append("| " + " | ".join("---:" if n else "---" for n in numeric) + " |")
+    lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "met" if value else "NOT MET"
+    if isinstance(value, float):
+        if abs(value) >= 100:
+            return f"{value:,.0f}"
+        return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value).replace("|", "\\|")
 
 
 def model_zoo_table() -> str:
@@ -67,5 +170,5 @@ def _input(model: Any) -> str:
 def _summary(factory: Any) -> str:
     doc = inspect.getdoc(factory) or ""
     first = doc.split("\n\n")[0].replace("\n", " ").strip()
-    first = re.sub(r":\w+:`~?([^`]+)`", r"`\1`", first).replace("``", "`")  # reST -> markdown
+    first = first.replace("``", "`")  # a docstring's double backticks, as Markdown code
     return first.replace("|", "\\|")

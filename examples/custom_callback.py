@@ -73,7 +73,7 @@ def tiny_cnn(*, in_channels: int = 1, num_classes: int = 10, width: int = 8) -> 
 
 
 def main(argv: Sequence[str] | None = None) -> float:
-    args = parse_example_args(__doc__, epochs=5, argv=argv)
+    args = parse_example_args(__doc__, epochs=5, script=__file__, argv=argv)
     out = Path(args.output_dir)
     seed_everything(0)
     data = mnist(args.data_root) if args.data_root else mnist_sample()
@@ -95,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> float:
     predictor = Predictor.from_checkpoint(trainer.best_checkpoint or "", device=args.device)
     report = predictor.evaluate(data.test)
     print(f"tiny_cnn rebuilt from {trainer.best_checkpoint}: test accuracy {report.accuracy:.4f}")
+    print(f"outputs in {out}")
     return report.accuracy
 
 

@@ -33,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> float:
         "--model": "a torchvision or timm classifier name (default resnet18)",
         "--weights": "DEFAULT (download), a weights name, or a local state-dict file",
     }
-    args = parse_example_args(__doc__, epochs=3, argv=argv, extra=extra)
+    args = parse_example_args(__doc__, epochs=3, script=__file__, argv=argv, extra=extra)
     out = Path(args.output_dir)
     root = Path(args.data_root or shared_sample("flowers") / "train")
     names = root.parent / "cat_to_name.json" if args.data_root is None else None
@@ -79,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> float:
     predictor = Predictor.from_checkpoint(trainer.best_checkpoint or "", device=args.device)
     photo = sorted(root.glob(f"{classes[0]}/*"))[0]
     print(predictor.predict(photo, top_k=3))
-    print(f"test accuracy {report.accuracy:.4f}; outputs in {out.resolve()}")
+    print(f"test accuracy {report.accuracy:.4f}; outputs in {out}")
     return report.accuracy
 
 

@@ -1,4 +1,4 @@
-"""W1 (seed 001): an MLP on MNIST with a seeded 20% validation split.
+"""W1, MNIST MLP: an MLP on MNIST with a seeded 20% validation split.
 
 Saves the model whenever the validation loss decreases, reloads the best checkpoint for a
 per-class test report, and plots test predictions titled "pred (true)" in green or red.
@@ -22,7 +22,7 @@ from visionkit.models import create_model
 
 
 def main(argv: Sequence[str] | None = None) -> float:
-    args = parse_example_args(__doc__, epochs=50, argv=argv)
+    args = parse_example_args(__doc__, epochs=50, script=__file__, argv=argv)
     out = Path(args.output_dir)
     seed_everything(0)
     data = mnist(args.data_root, val_fraction=0.2, seed=0) if args.data_root else mnist_sample()
@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> float:
     report.to_json(out / "test_report.json")
     predictor = Predictor.from_checkpoint(trainer.best_checkpoint or "", device=args.device)
     predictor.plot_predictions(data.test, n=20, path=str(out / "predictions.png"))
-    print(f"test accuracy {report.accuracy:.4f}; outputs in {out.resolve()}")
+    print(f"test accuracy {report.accuracy:.4f}; outputs in {out}")
     return report.accuracy
 
 

@@ -1,4 +1,4 @@
-"""W2 (seed 004): a ConvNet on MNIST normalized with (0.1302, 0.3069), trained with Adadelta.
+"""W2, MNIST ConvNet: a ConvNet on MNIST normalized with (0.1302, 0.3069), trained with Adadelta.
 
 Seed 0, two epochs of batch 32, running loss logged every 10 batches, a test report, and
 the prediction of one test digit by the saved checkpoint (plotted with its top classes).
@@ -22,10 +22,10 @@ from visionkit.models import create_model
 
 
 def main(argv: Sequence[str] | None = None) -> float:
-    args = parse_example_args(__doc__, epochs=2, argv=argv)
+    args = parse_example_args(__doc__, epochs=2, script=__file__, argv=argv)
     out = Path(args.output_dir)
     seed_everything(0)
-    stats = (0.1302, 0.3069)  # seed 004's mean and std of the training pixels
+    stats = (0.1302, 0.3069)  # the tutorial's mean and std of the training pixels
     data = (
         mnist(args.data_root, normalize=stats) if args.data_root else mnist_sample(normalize=stats)
     )
@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> float:
     prediction = predictor.predict(image, top_k=3)
     print(f"Model prediction is: {prediction.name}; ground truth is: {data.classes[label]}")
     predictor.plot_topk(image, top_k=3, path=out / "prediction.png")
-    print(f"test accuracy {report.accuracy:.4f}; outputs in {out.resolve()}")
+    print(f"test accuracy {report.accuracy:.4f}; outputs in {out}")
     return report.accuracy
 
 

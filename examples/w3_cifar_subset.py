@@ -1,4 +1,4 @@
-"""W3 (seed 003): CIFAR-10 airplanes vs birds with a 3072-512-2 Tanh network.
+"""W3, CIFAR-10 birds vs airplanes: CIFAR-10 airplanes vs birds with a 3072-512-2 Tanh network.
 
 Keeps two classes and renumbers their labels (airplane 0 -> 0, bird 2 -> 1), normalizes
 with the per-channel mean and std of the training images, trains with SGD and reports the
@@ -24,7 +24,7 @@ from visionkit.models import create_model
 
 
 def main(argv: Sequence[str] | None = None) -> float:
-    args = parse_example_args(__doc__, epochs=100, argv=argv)
+    args = parse_example_args(__doc__, epochs=100, script=__file__, argv=argv)
     out = Path(args.output_dir)
     seed_everything(0)
     root = Path(args.data_root or shared_sample("cifar10_batches/sample_batch"))
@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> float:
 
     predictor = Predictor.from_checkpoint(trainer.last_checkpoint or "", device=args.device)
     predictor.plot_predictions(data.val, n=10, columns=5, path=out / "predictions.png")
-    print(f"outputs in {out.resolve()}")
+    print(f"outputs in {out}")
     return val_accuracy
 
 

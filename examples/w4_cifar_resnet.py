@@ -1,4 +1,4 @@
-"""W4 (seed 002): seed 002's ConvNet and its deep ResNet on CIFAR-10, side by side.
+"""W4, ResNet with a plateau schedule: a ConvNet and a deep ResNet on CIFAR-10, side by side.
 
 SGD with weight decay (L2 penalty) and a ``ReduceLROnPlateau`` schedule stepped on the
 validation loss; loss and accuracy curves go to TensorBoard, a CSV file and a plot; the
@@ -6,7 +6,7 @@ best checkpoint is reloaded for the test report.
 
     python examples/w4_cifar_resnet.py --data-root data/         # full CIFAR-10 batches
     python examples/w4_cifar_resnet.py --smoke                   # the 200-image sample
-    tensorboard --logdir outputs/runs                            # the curves
+    tensorboard --logdir outputs/w4_cifar_resnet                 # the curves of every run
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ MODELS = {"convnet_cifar": {}, "resnet_deep": {"n_channels": 32, "n_blocks": 3}}
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
-    args = parse_example_args(__doc__, epochs=10, argv=argv)
+    args = parse_example_args(__doc__, epochs=10, script=__file__, argv=argv)
     out = Path(args.output_dir)
     root = Path(args.data_root or shared_sample("cifar10_batches/sample_batch"))
     data = cifar10_sample(root) if root.is_file() else cifar10(root)
@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         report = predictor.evaluate(data.test)  # the reloaded best weights
         print(f"{name}: test loss {report.loss:.4f}, test accuracy {report.accuracy:.4f}")
         results[name] = report.accuracy
-    print(f"outputs in {out.resolve()}")
+    print(f"outputs in {out}")
     return results
 
 

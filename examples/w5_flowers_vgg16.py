@@ -1,4 +1,4 @@
-"""W5 (seed 000): Oxford flowers with VGG16 transfer learning.
+"""W5, Flowers with VGG16 transfer: Oxford flowers with VGG16 transfer learning.
 
 Reads the ``train/ valid/ test/`` class folders and ``cat_to_name.json``, augments the
 training images, freezes VGG16's features and trains a new classifier head with Adam and
@@ -29,7 +29,9 @@ from visionkit.models import create_model, trainable_parameters
 
 def main(argv: Sequence[str] | None = None) -> float:
     weights_help = "VGG16 weights: DEFAULT (download) or a local state-dict file"
-    args = parse_example_args(__doc__, epochs=15, argv=argv, extra={"--weights": weights_help})
+    args = parse_example_args(
+        __doc__, epochs=15, script=__file__, argv=argv, extra={"--weights": weights_help}
+    )
     out = Path(args.output_dir)
     root = Path(args.data_root or shared_sample("flowers"))
     size = 64 if args.smoke else 224  # VGG16 at 224x224 takes seconds per image on a CPU
@@ -67,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> float:
     image = sorted((root / "test").glob("*/*.jpg"))[0]
     print(predictor.predict(image, top_k=5))
     predictor.plot_topk(image, top_k=5, path=out / "topk.png")
-    print(f"test accuracy {report.accuracy:.4f}; outputs in {out.resolve()}")
+    print(f"test accuracy {report.accuracy:.4f}; outputs in {out}")
     return report.accuracy
 
 

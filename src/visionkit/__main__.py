@@ -1,12 +1,14 @@
 """Command line: ``python -m visionkit demo`` and ``python -m visionkit predict``.
 
-``demo`` runs workflow W1 (seed 001's MNIST MLP) end to end on the real MNIST sample that
-ships inside visionkit, so it needs no download.
+``demo`` runs workflow W1 (an MNIST MLP) end to end on the real MNIST sample that ships
+inside visionkit, so it needs no download. ``predict`` classifies image files and folders
+with a checkpoint (or an exported model) and writes one CSV or JSON row per image.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 import time
 from collections.abc import Sequence
@@ -15,8 +17,12 @@ from pathlib import Path
 import torch
 
 from visionkit._seed import seed_everything
+from visionkit._threads import available_cpus
 from visionkit._version import __version__
-from visionkit.exceptions import VisionKitError
+from visionkit.exceptions import ConfigurationError, VisionKitError
+from visionkit.predict import Prediction, Predictor, load_checkpoint
+from visionkit.predict._batch import Progress, RowWriter, expand_inputs, predict_files
+from visionkit.predict.checkpoint import atomic_write
 
 __all__ = ["main", "run_demo"]
 
@@ -28,7 +34,7 @@ def run_demo(
     device: str = "auto",
     seed: int = 0,
 ) -> float:
-    """Train seed 001's MLP on the bundled MNIST sample, test it, and predict with it.
+    """Train W1's MLP on the bundled MNIST sample, test it, and predict with it.
 
     Writes the best and last checkpoints, the test report as JSON, and (when matplotlib is
     installed) a grid of test predictions into ``output_dir``.
@@ -39,7 +45,6 @@ def run_demo(
     from visionkit.callbacks import EarlyStopping, ModelCheckpoint
     from visionkit.data import mnist_sample
     from visionkit.models import create_model
-    from visionkit.predict import Predictor
     from visionkit.training import Trainer
 
     started = time.monotonic()
@@ -98,13 +103,120 @@ def _try_plot(predictor: object, dataset: object, path: Path) -> Path | None:
     return path
 
 
-def _predict(checkpoint: str, images: Sequence[str], top_k: int, device: str) -> None:
-    from visionkit.predict import Predictor
+EXIT_OK, EXIT_ERROR, EXIT_SKIPPED = 0, 2, 3
+"""Exit statuses: all done; an error (nothing written); some inputs skipped (the rest written)."""
 
-    predictor = Predictor.from_checkpoint(checkpoint, device=device)
-    results = predictor.predict(list(images), top_k=top_k)
-    for result in results if isinstance(results, list) else [results]:
-        print(result)
+_PREDICT_HELP = """\
+Predict the class of every image file given, and of every image file found (recursively)
+in the folders given. Writes one row per image: CSV "path,name_1,prob_1,...,name_k,prob_k"
+with a header, or JSON lines ({"path", "indices", "names", "probabilities"}), most probable
+class first. Files that cannot be read are listed on stderr with the reason and skipped.
+
+exit status: 0 when every image was predicted, 3 when some inputs were skipped (the rows
+of the others are written), 2 on an error (nothing is written)."""
+
+_PREDICT_USAGE = """\
+visionkit predict [options] CHECKPOINT PATH [PATH ...]
+       visionkit predict [options] --model EXPORTED [CHECKPOINT] PATH [PATH ...]"""
+
+
+def _predict(args: argparse.Namespace) -> int:
+    output = Path(args.output) if args.output else None
+    if output is not None and output.exists() and not args.overwrite:
+        raise ConfigurationError(
+            f"{output} already exists: pass --overwrite to replace it, or choose another --output"
+        )
+    predictor, paths = _load_predictor(args)
+    if predictor.classes is not None and args.top_k > len(predictor.classes):
+        raise ConfigurationError(
+            f"--top-k {args.top_k} is more than the {len(predictor.classes)} classes of the "
+            f"model: pass --top-k {len(predictor.classes)} or less"
+        )
+    files, skipped = expand_inputs(paths)
+    progress = Progress(len(files), enabled=not args.quiet)
+    for miss in skipped:
+        progress.note(f"skipped {miss.path}: {miss.reason}")
+    buffer = io.StringIO()
+    writer = RowWriter(
+        buffer if output is not None else sys.stdout, args.format or _format_of(output), args.top_k
+    )
+    for result in predict_files(
+        predictor,
+        files,
+        top_k=args.top_k,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        progress=progress,
+    ):
+        if isinstance(result, Prediction):
+            writer.write(result)
+        else:
+            skipped.append(result)
+            progress.note(f"skipped {result.path}: {result.reason}")
+    progress.finish(writer.rows, len(skipped))
+    if output is not None:
+        _publish(output, buffer.getvalue(), overwrite=args.overwrite)
+    return EXIT_SKIPPED if skipped else EXIT_OK
+
+
+def _load_predictor(args: argparse.Namespace) -> tuple[Predictor, list[str]]:
+    inputs = list(args.inputs)
+    if args.model is None:
+        if len(inputs) < 2:
+            raise ConfigurationError(
+                "expected a checkpoint and at least one image file or folder, e.g. "
+                "visionkit predict best.ckpt photos/ (or --model model.onnx photos/)"
+            )
+        checkpoint = inputs.pop(0)
+        return Predictor.from_checkpoint(checkpoint, device=args.device), inputs
+    device = "cpu" if args.device == "auto" else args.device
+    predictor = Predictor.from_exported(args.model, device=device)
+    if Path(inputs[0]).suffix == ".ckpt":
+        _check_same_classes(predictor, args.model, inputs.pop(0))
+    if not inputs:
+        raise ConfigurationError("expected at least one image file or folder after the model")
+    return predictor, inputs
+
+
+def _check_same_classes(predictor: Predictor, model: str, checkpoint: str) -> None:
+    classes = load_checkpoint(checkpoint).get("classes")
+    if classes != predictor.classes:
+        raise ConfigurationError(
+            f"the exported model {model} names its classes {_short(predictor.classes)} but "
+            f"the checkpoint {checkpoint} names them {_short(classes)}: export that "
+            "checkpoint again, or leave the checkpoint out"
+        )
+
+
+def _short(names: list[str] | None) -> str:
+    if names is None:
+        return "by index"
+    return repr(names) if len(names) <= 5 else f"{names[:5]!r} (+{len(names) - 5} more)"
+
+
+def _format_of(output: Path | None) -> str:
+    suffix = output.suffix.lower() if output is not None else ""
+    return "jsonl" if suffix in (".jsonl", ".json", ".ndjson") else "csv"
+
+
+def _publish(output: Path, text: str, *, overwrite: bool) -> None:
+    if output.exists() and not overwrite:  # made while the images were being predicted
+        raise ConfigurationError(
+            f"{output} appeared while predicting: pass --overwrite to replace it, or choose "
+            "another --output"
+        )
+    atomic_write(output, lambda stream: stream.write(text.encode("utf-8")), kind="predictions")
+
+
+def _default_workers() -> int:
+    return min(8, available_cpus())  # the CPUs this process may use (quotas count)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -116,11 +228,46 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=int, default=20)
     demo.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     demo.add_argument("--seed", type=int, default=0)
-    predict = commands.add_parser("predict", help="predict images with a checkpoint")
-    predict.add_argument("checkpoint")
-    predict.add_argument("images", nargs="+", help="image files or folders")
-    predict.add_argument("--top-k", type=int, default=1)
-    predict.add_argument("--device", default="auto")
+    predict = commands.add_parser(
+        "predict",
+        help="predict image files and folders with a checkpoint or an exported model",
+        description=_PREDICT_HELP,
+        usage=_PREDICT_USAGE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    predict.add_argument(
+        "inputs", nargs="+", metavar="PATH", help="the checkpoint, then image files or folders"
+    )
+    predict.add_argument(
+        "--model",
+        metavar="EXPORTED",
+        help="run this exported model (.onnx with ONNX Runtime, .pt2, .pt) instead of the "
+        "checkpoint's; class names and preprocessing come from its metadata. A checkpoint "
+        "given too (a .ckpt file before the paths) must name the same classes",
+    )
+    predict.add_argument("--top-k", type=_positive, default=1, help="classes per image (1)")
+    predict.add_argument("--batch-size", type=_positive, default=64, help="images per batch (64)")
+    predict.add_argument(
+        "--workers",
+        type=_positive,
+        default=_default_workers(),
+        help=f"threads that decode images ({_default_workers()}: the CPUs, at most 8)",
+    )
+    predict.add_argument(
+        "--output",
+        "-o",
+        help="file to write (default: standard output); never replaced unless --overwrite is given",
+    )
+    predict.add_argument(
+        "--format",
+        choices=("csv", "jsonl"),
+        help="default: jsonl for an --output ending in .jsonl, .json or .ndjson, else csv",
+    )
+    predict.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    predict.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    predict.add_argument(
+        "--quiet", "-q", action="store_true", help="no progress line and no summary on stderr"
+    )
     return parser
 
 
@@ -130,12 +277,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "demo":
             run_demo(args.output_dir, epochs=args.epochs, device=args.device, seed=args.seed)
-        else:
-            _predict(args.checkpoint, args.images, args.top_k, args.device)
+            return EXIT_OK
+        return _predict(args)
     except VisionKitError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

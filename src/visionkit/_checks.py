@@ -1,11 +1,11 @@
 """Argument checks shared by the public API: one clear error instead of a failure deep inside.
 
-Each check returns the value in its plain Python type (``numpy.int64(3)`` becomes ``3``), so
-what is stored, recorded in checkpoints or passed to torch is always a builtin. ``bool`` is
-refused where a number is expected: ``True`` as a count or a fraction is a mistake, not a 1.
-Every error is a :class:`~visionkit.ConfigurationError` (a ``ValueError``) unless the caller
-asks for another :class:`~visionkit.VisionKitError`, and says what was expected, what was
-found and what to pass instead.
+Each check returns the value in its plain Python type (``numpy.int64(3)`` becomes ``3``), so what is
+stored, recorded in checkpoints or passed to torch is always a builtin. ``bool`` is refused where a
+number is expected: ``True`` as a count or a fraction is a mistake, not a 1. Every error is a
+[`ConfigurationError`][visionkit.ConfigurationError] (a ``ValueError``) unless the caller asks for
+another [`VisionKitError`][visionkit.VisionKitError], and says what was expected, what was found and
+what to pass instead.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def check_optional_int(
     most: int | None = None,
     hint: str = "",
 ) -> int | None:
-    """``None``, or ``value`` as an ``int`` in ``[least, most]`` (see :func:`check_int`).
+    """``None``, or ``value`` as an ``int`` in ``[least, most]`` (see `check_int`).
 
     Examples:
         >>> check_optional_int("max_steps", 0, least=1)
@@ -146,7 +146,7 @@ def check_optional_number(
     finite: bool = True,
     hint: str = "",
 ) -> float | None:
-    """``None``, or ``value`` as a ``float`` (see :func:`check_number`).
+    """``None``, or ``value`` as a ``float`` (see `check_number`).
 
     Examples:
         >>> check_optional_number("clip", -1.0, above=0.0)
@@ -211,7 +211,7 @@ def check_items(
     """The items of a list, tuple or array ``value``, as a tuple of one of ``lengths``.
 
     Only the container is checked (not a ``str``, ``bytes``, mapping, set or scalar); check
-    each item with :func:`check_int` or :func:`check_number`. ``what`` describes the items,
+    each item with `check_int` or `check_number`. ``what`` describes the items,
     e.g. ``"(height, width)"``.
 
     Examples:
@@ -288,7 +288,7 @@ def check_file_name(name: str, value: Any, *, example: str, folder: str) -> str:
 def check_name_template(name: str, value: Any, *, example: str, folder: str) -> str:
     """A ``str.format`` template of a plain file name, e.g. ``"epoch{epoch:03.0f}"``.
 
-    Its literal text must make a plain file name (see :func:`check_file_name`); the
+    Its literal text must make a plain file name (see `check_file_name`); the
     replacement fields may name any key, ``"{train/loss:.4f}"`` included, as they are
     filled with numbers.
 

@@ -17,11 +17,11 @@ _CHOICES = "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """Turn ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"mps"`` into a device.
 
-    ``"auto"`` picks CUDA if available, then Apple's MPS, then the CPU. A ``torch.device``
-    of those types is accepted too. Anything else (``None``, ``"meta"``, which holds no
-    data and would erase a model's weights, ``"cpu:1"`` or a CUDA index beyond the visible
-    GPUs) raises :class:`~visionkit.ConfigurationError` instead of failing later inside
-    torch. ``"cpu:0"`` means ``"cpu"``.
+    ``"auto"`` picks CUDA if available, then Apple's MPS, then the CPU. A ``torch.device`` of those
+    types is accepted too. Anything else (``None``, ``"meta"``, which holds no data and would erase
+    a model's weights, ``"cpu:1"`` or a CUDA index beyond the visible GPUs) raises
+    [`ConfigurationError`][visionkit.ConfigurationError] instead of failing later inside torch.
+    ``"cpu:0"`` means ``"cpu"``.
 
     Examples:
         >>> resolve_device("cpu")

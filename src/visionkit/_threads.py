@@ -8,8 +8,8 @@ PyTorch starts one intra-op thread per core it sees. Two common set-ups make tha
 - several training processes on one machine (``torchrun --nproc-per-node=N`` on the CPU)
   each start one thread per core: N times too many.
 
-:func:`default_num_threads` returns the count that fits, or ``None`` when torch's own
-choice already fits or the user chose one (``OMP_NUM_THREADS``).
+[`default_num_threads`][visionkit.training.default_num_threads] returns the count that fits, or
+``None`` when torch's own choice already fits or the user chose one (``OMP_NUM_THREADS``).
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def default_num_threads(
     Args:
         processes_per_node: Training processes sharing this machine.
         environ: Environment to read; default ``os.environ``.
-        cpus: Usable CPUs; default :func:`available_cpus`.
+        cpus: Usable CPUs; default [`available_cpus`][visionkit.training.available_cpus].
         current: Threads torch uses now; default ``torch.get_num_threads()``.
 
     Examples:

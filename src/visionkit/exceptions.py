@@ -1,8 +1,8 @@
 """Exceptions raised by visionkit.
 
-Every error visionkit raises on purpose is a :class:`VisionKitError`, so user code can catch
-them all with one ``except``. The subclasses tell apart the three places things go wrong:
-data on disk, checkpoints, and the configuration of a model or a run.
+Every error visionkit raises on purpose is a [`VisionKitError`][visionkit.VisionKitError], so user
+code can catch them all with one ``except``. The subclasses tell apart the three places things go
+wrong: data on disk, checkpoints, and the configuration of a model or a run.
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """Plots of training curves, predictions and confusion matrices (needs the ``plot`` extra).
 
-Every function builds a ``matplotlib.figure.Figure`` without pyplot, so it works headless
-and leaves no global state; pass ``path`` to also save it as an image. The same plots are
-offered as methods (:meth:`~visionkit.History.plot`,
-:meth:`~visionkit.Predictor.plot_topk`, ...) and re-exported from :mod:`visionkit.predict`.
+Every function builds a ``matplotlib.figure.Figure`` without pyplot, so it works headless and leaves
+no global state; pass ``path`` to also save it as an image. The same plots are offered as methods
+([`plot`][visionkit.History.plot], [`plot_topk`][visionkit.Predictor.plot_topk], ...) and
+re-exported from [`visionkit.predict`][visionkit.predict].
 
 This module sits above training and prediction: it reads their objects (a
-:class:`~visionkit.History`, a :class:`~visionkit.Prediction`, an
-:class:`~visionkit.EvaluationReport`) but imports their types only for type checking, so
+[`History`][visionkit.History], a [`Prediction`][visionkit.Prediction], an
+[`EvaluationReport`][visionkit.EvaluationReport]) but imports their types only for type checking, so
 the methods that offer plots import it lazily, when called.
 
 Examples:
@@ -43,6 +43,7 @@ __all__ = [
     "plot_history",
     "plot_lr_find",
     "plot_prediction_grid",
+    "plot_top_losses",
     "plot_topk",
 ]
 
@@ -54,7 +55,8 @@ def _figure(**kwargs: Any) -> Figure:
         from matplotlib.figure import Figure
     except ImportError:
         raise ConfigurationError(
-            'plotting needs matplotlib, which is an optional extra: pip install "visionkit[plot]"'
+            "plotting needs matplotlib, which is an optional extra: "
+            'pip install "visionkit-torch[plot]"'
         ) from None
     return Figure(**kwargs)
 
@@ -86,7 +88,7 @@ def _displayable(image: Any, what: str) -> np.ndarray:
 
 
 def plot_history(history: History, *, path: str | os.PathLike[str] | None = None) -> Figure:
-    """Loss and accuracy per epoch, training against validation (seed 002's curves)."""
+    """Loss and accuracy per epoch, training against validation (W4's curves)."""
     figure = _figure(figsize=(10, 4))
     epochs = [int(e.get("epoch", i)) + 1 for i, e in enumerate(history.epochs)]
     for position, metric in enumerate(("loss", "accuracy"), start=1):
@@ -118,7 +120,7 @@ def plot_prediction_grid(
     columns: int = 10,
     path: str | os.PathLike[str] | None = None,
 ) -> Figure:
-    """Images titled ``pred (true)``, green when right and red when wrong (seed 001).
+    """Images titled ``pred (true)``, green when right and red when wrong (W1).
 
     Raises:
         ConfigurationError: if the three sequences differ in length or ``columns`` is not
@@ -147,7 +149,7 @@ def plot_prediction_grid(
 def plot_topk(
     image: np.ndarray, prediction: Prediction, *, path: str | os.PathLike[str] | None = None
 ) -> Figure:
-    """An image beside a horizontal bar chart of its top-k class probabilities (seed 000).
+    """An image beside a horizontal bar chart of its top-k class probabilities (W5).
 
     Raises:
         DataError: if ``image`` is not an ``H x W``, ``H x W x 3`` or ``H x W x 4`` array
@@ -224,4 +226,68 @@ def plot_lr_find(result: LRFinderResult, *, path: str | os.PathLike[str] | None 
     axes.set_xlabel("learning rate")
     axes.set_ylabel("loss (smoothed)")
     axes.grid(alpha=0.3)
+    return _finish(figure, path)
+
+
+def plot_top_losses(
+    images: Sequence[Any],
+    predicted: Sequence[str],
+    actual: Sequence[str],
+    losses: Sequence[float],
+    probabilities: Sequence[float],
+    *,
+    columns: int | None = None,
+    path: str | os.PathLike[str] | None = None,
+) -> Figure:
+    """Images titled as fastai's top losses: ``prediction/actual / loss / probability``.
+
+    ``probabilities`` are those of the predicted classes. Titles are green where the
+    prediction is right and red where it is wrong; the figure's title names the four
+    fields. [`Interpretation.plot_top_losses`][visionkit.predict.Interpretation.plot_top_losses]
+    draws this for the samples with the highest losses.
+
+    Args:
+        images: ``H x W``, ``H x W x 3`` or ``H x W x 4`` arrays.
+        predicted: Predicted class name of each image.
+        actual: True class name of each image.
+        losses: Loss of each image.
+        probabilities: Probability of each prediction.
+        columns: Images per row; default the square root of their number, rounded up.
+        path: Also save the figure there.
+
+    Raises:
+        ConfigurationError: if the sequences differ in length, are empty, or ``columns``
+            is not a positive integer.
+        DataError: if an image is not an array of pixels that can be drawn.
+
+    Examples:
+        >>> import numpy as np
+        >>> figure = plot_top_losses([np.zeros((4, 4))], ["3"], ["8"], [2.345], [0.61])
+        >>> figure.axes[0].get_title()
+        '3/8 / 2.35 / 0.61'
+    """
+    count = len(images)
+    if not count or any(len(s) != count for s in (predicted, actual, losses, probabilities)):
+        raise ConfigurationError(
+            f"images, predicted, actual, losses and probabilities must have the same length "
+            f"(at least 1), got {count}, {len(predicted)}, {len(actual)}, {len(losses)} and "
+            f"{len(probabilities)}"
+        )
+    if columns is None:
+        columns = math.ceil(math.sqrt(count))
+    columns = min(check_int("columns", columns, least=1), count)
+    rows = math.ceil(count / columns)
+    figure = _figure(figsize=(2.6 * columns, 2.6 * rows + 0.4))
+    figure.suptitle("prediction/actual/loss/probability")
+    rows_of = zip(images, predicted, actual, losses, probabilities, strict=True)
+    for i, (image, pred, true, loss, probability) in enumerate(rows_of):
+        pixels = _displayable(image, f"image {i}")
+        axes = figure.add_subplot(rows, columns, i + 1)
+        axes.imshow(pixels, cmap="gray" if pixels.ndim == 2 else None)
+        axes.set_title(
+            f"{pred}/{true} / {float(loss):.2f} / {float(probability):.2f}",
+            color=_GREEN if pred == true else _RED,
+            fontsize=8,
+        )
+        axes.axis("off")
     return _finish(figure, path)

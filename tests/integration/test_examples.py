@@ -21,11 +21,17 @@ FLOWER_NAMES = ["pink primrose", "globe thistle", "blackberry lily", "sunflower"
 
 
 def _run(
-    name: str, tmp_path: Path, *extra: str, env: dict[str, str] | None = None, ok: bool = True
+    name: str,
+    tmp_path: Path,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    ok: bool = True,
+    output_dir: bool = True,
 ) -> subprocess.CompletedProcess[str]:
     environment = {**os.environ, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", **(env or {})}
     command = [sys.executable, str(EXAMPLES / name), "--smoke", "--device", "cpu"]
-    command += ["--output-dir", str(tmp_path / "out"), *extra]
+    command += ["--output-dir", str(tmp_path / "out")] if output_dir else []
+    command += extra
     result = subprocess.run(
         command, capture_output=True, text=True, cwd=tmp_path, env=environment, timeout=180
     )
@@ -144,3 +150,29 @@ def test_own_data_fine_tunes_a_torchvision_backbone_on_one_folder(
     assert checkpoint["classes"] == FLOWER_NAMES
     assert checkpoint["preprocess"]["resize"] == 256  # ResNet18's weights: 256, then 224
     assert checkpoint["preprocess"]["center_crop"] == 224
+
+
+def test_each_run_gets_its_own_folder_and_never_replaces_an_earlier_checkpoint(
+    tmp_path: Path,
+) -> None:
+    first = _run("w2_mnist_convnet.py", tmp_path, output_dir=False)
+    runs = tmp_path / "outputs" / "w2_mnist_convnet"
+    assert "outputs in outputs/w2_mnist_convnet/run_0" in first.stdout.replace(os.sep, "/")
+    best = runs / "run_0" / "checkpoints" / "best.ckpt"
+    before = best.read_bytes()
+    second = _run("w2_mnist_convnet.py", tmp_path, output_dir=False)
+    assert "outputs in outputs/w2_mnist_convnet/run_1" in second.stdout.replace(os.sep, "/")
+    assert (runs / "run_1" / "checkpoints" / "best.ckpt").is_file()
+    assert best.read_bytes() == before
+
+
+def test_a_named_output_dir_that_holds_a_run_is_refused_without_overwrite(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "out" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "out" / "checkpoints" / "best.ckpt").write_bytes(b"an earlier run")
+    refused = _run("w2_mnist_convnet.py", tmp_path, ok=False)
+    assert refused.returncode != 0
+    assert "already holds an earlier run's files; pass --overwrite" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert (tmp_path / "out" / "checkpoints" / "best.ckpt").read_bytes() == b"an earlier run"

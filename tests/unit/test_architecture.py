@@ -211,3 +211,17 @@ def test_no_module_is_over_600_lines() -> None:
     assert not over, (
         f"modules over {MAX_LINES} lines: {over}; split each into modules of one concern"
     )
+
+
+def test_the_trainer_reads_in_one_sitting() -> None:
+    source = (Path(__file__).resolve().parents[2] / "src/visionkit/training/trainer.py").read_text()
+    trainer = next(
+        node
+        for node in ast.parse(source).body
+        if isinstance(node, ast.ClassDef) and node.name == "Trainer"
+    )
+    init = next(n for n in trainer.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
+    assert trainer.end_lineno is not None
+    assert init.end_lineno is not None
+    assert trainer.end_lineno - trainer.lineno + 1 < 450
+    assert init.end_lineno - init.lineno + 1 < 60

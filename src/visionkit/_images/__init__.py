@@ -1,10 +1,11 @@
 """Images: decoding files and pixels, and the ``Preprocess`` checkpoints store.
 
-The layer below :mod:`visionkit.data` and :mod:`visionkit.predict`: both read images
-through it, so a file gives the same pixels in training and in prediction. It imports
-nothing from either. Its public names are documented where users import them:
-:class:`~visionkit.predict.Preprocess` and :data:`~visionkit.predict.ImageInput` in
-:mod:`visionkit.predict`, :data:`~visionkit.data.IMAGE_EXTENSIONS` in :mod:`visionkit.data`.
+The layer below [`visionkit.data`][visionkit.data] and [`visionkit.predict`][visionkit.predict]:
+both read images through it, so a file gives the same pixels in training and in prediction. It
+imports nothing from either. Its public names are documented where users import them:
+[`Preprocess`][visionkit.predict.Preprocess] and [`ImageInput`][visionkit.predict.ImageInput] in
+[`visionkit.predict`][visionkit.predict], [`IMAGE_EXTENSIONS`][visionkit.data.IMAGE_EXTENSIONS] in
+[`visionkit.data`][visionkit.data].
 """
 
 from visionkit._images.decode import (

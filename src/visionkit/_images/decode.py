@@ -1,7 +1,7 @@
 """Raw images (files, PIL, NumPy, tensors) to 8-bit pictures and ``uint8`` tensors.
 
-Both the data sets (:func:`~visionkit.data.image_folder`) and the
-:class:`~visionkit.Predictor` decode images here, so a file gives the same pixels in
+Both the data sets ([`image_folder`][visionkit.data.image_folder]) and the
+[`Predictor`][visionkit.Predictor] decode images here, so a file gives the same pixels in
 training and in prediction. Resizing and cropping run on PIL images with torchvision's
 functional ops, so the result is bit-identical to ``Resize`` / ``CenterCrop`` /
 ``ToTensor`` applied to the same PIL image. Arrays that already have the model's size and
@@ -53,7 +53,7 @@ def to_uint8(image: ImageInput, spec: Preprocess) -> torch.Tensor:
     """One raw image as a ``uint8`` ``C x H x W`` tensor, resized and cropped per ``spec``.
 
     Raises:
-        DataError: if ``image`` is not one of the accepted inputs (see :func:`load_image`),
+        DataError: if ``image`` is not one of the accepted inputs (see `load_image`),
             has no pixels, or is in a Pillow mode that cannot be converted to ``spec.mode``.
     """
     array = _ready_array(image, spec)
@@ -284,7 +284,7 @@ def _ready_array(image: Any, spec: Preprocess) -> np.ndarray | None:
     """The image as ``H x W (x C)`` ``uint8`` when it needs no PIL work, else ``None``.
 
     Anything else, including arrays that are not 2-D or 3-D images or have no pixels,
-    goes through :func:`load_image`, which converts it or refuses it.
+    goes through `load_image`, which converts it or refuses it.
     """
     if spec.resize is not None or spec.center_crop is not None:
         return None

@@ -62,7 +62,7 @@ def _loop_message(link: str, target: str) -> str:
 def image_files(folder: Path) -> list[Path]:
     """Every image file under ``folder``, recursively, in sorted order.
 
-    Links to folders are followed, as :func:`~visionkit.data.image_folder` follows them.
+    Links to folders are followed, as [`image_folder`][visionkit.data.image_folder] follows them.
 
     Raises:
         DataError: if the folder holds no image file, or holds a symbolic link to a folder

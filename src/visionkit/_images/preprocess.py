@@ -33,12 +33,12 @@ class Preprocess:
             and what checkpoints without this field used) or ``"bicubic"`` (many timm and
             some torchvision weights), antialiased either way.
 
-    Every field is checked when the ``Preprocess`` is made (also when a checkpoint is read
-    with :meth:`from_dict`): ``size`` is two integers ``>= 1``; ``resize`` and
-    ``center_crop`` are integers ``>= 1``; ``mean`` and ``std`` come together, each with
-    one finite number per channel (or one for all channels), and every ``std`` is
-    positive. Lists (e.g. from JSON) become tuples and NumPy or 0-d tensor numbers become
-    plain ``int`` / ``float``.
+    Every field is checked when the ``Preprocess`` is made (also when a checkpoint is read with
+    [`from_dict`][visionkit.predict.Preprocess.from_dict]): ``size`` is two integers ``>= 1``;
+    ``resize`` and ``center_crop`` are integers ``>= 1``; ``mean`` and ``std`` come together, each
+    with one finite number per channel (or one for all channels), and every ``std`` is positive.
+    Lists (e.g. from JSON) become tuples and NumPy or 0-d tensor numbers become plain ``int`` /
+    ``float``.
 
     Raises:
         ConfigurationError: naming the field, what was expected and what was found.
@@ -128,7 +128,7 @@ class Preprocess:
         ``H x W x C``) or a ``uint8`` tensor (``C x H x W``). The result equals torchvision's
         ``Resize``, ``CenterCrop`` and ``PILToTensor`` applied to the PIL image. Images of
         16 bits per channel, 32-bit integers or floats are scaled to 8 bits first (see
-        :func:`~visionkit.data.image_folder`, which decodes files the same way).
+        [`image_folder`][visionkit.data.image_folder], which decodes files the same way).
         """
         return to_uint8(image, self)
 
@@ -149,7 +149,7 @@ class Preprocess:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Preprocess:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of [`to_dict`][visionkit.predict.Preprocess.to_dict]."""
 
         def _tuple(v: Any) -> Any:
             return tuple(v) if v is not None else None

@@ -40,12 +40,13 @@ class StepOutput:
 class Callback:
     """Base class for code that runs at fixed points of training.
 
-    Every hook is a typed no-op, so a subclass overrides only the hooks it needs. Hooks
-    receive the :class:`~visionkit.Trainer`; set ``trainer.should_stop = True`` to stop
-    training cleanly after the current step (set in an epoch-end hook, after this epoch).
-    A callback with state implements
-    :meth:`state_dict` and :meth:`load_state_dict`; the state travels in checkpoints under
-    :attr:`state_key`, so a resumed run continues exactly.
+    Every hook is a typed no-op, so a subclass overrides only the hooks it needs. Hooks receive the
+    [`Trainer`][visionkit.Trainer]; set ``trainer.should_stop = True`` to stop training cleanly
+    after the current step (set in an epoch-end hook, after this epoch). A callback with state
+    implements [`state_dict`][visionkit.callbacks.Callback.state_dict] and
+    [`load_state_dict`][visionkit.callbacks.Callback.load_state_dict]; the state travels in
+    checkpoints under [`state_key`][visionkit.callbacks.Callback.state_key], so a resumed run
+    continues exactly.
 
     Examples:
         >>> class PrintEpochs(Callback):
@@ -81,8 +82,9 @@ class Callback:
     def on_before_optimizer_step(self, trainer: Trainer, optimizer: torch.optim.Optimizer) -> None:
         """Called after ``backward`` and before the optimizer step and gradient clipping.
 
-        Gradients are in ``p.grad`` (unscaled under fp16 mixed precision): log gradient
-        norms here, since they are cleared before :meth:`on_train_batch_end`.
+        Gradients are in ``p.grad`` (unscaled under fp16 mixed precision): log gradient norms here,
+        since they are cleared before
+        [`on_train_batch_end`][visionkit.callbacks.Callback.on_train_batch_end].
         """
 
     def on_train_log(self, trainer: Trainer, metrics: dict[str, float]) -> None:
@@ -92,7 +94,7 @@ class Callback:
         """Called after the last training batch of ``epoch`` with its training metrics.
 
         Entries added to ``metrics`` here become part of the epoch's metrics (the
-        :class:`~visionkit.training.History`, loggers, checkpoint file names).
+        [`History`][visionkit.History], loggers, checkpoint file names).
         """
 
     # validation --------------------------------------------------------------------------
@@ -140,7 +142,7 @@ class Callback:
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the state returned by :meth:`state_dict`."""
+        """Restore the state returned by [`state_dict`][visionkit.callbacks.Callback.state_dict]."""
 
 
 Mode = Literal["min", "max", "auto"]
@@ -149,8 +151,8 @@ Mode = Literal["min", "max", "auto"]
 class MonitorCallback(Callback):
     """A callback that watches one metric and knows when it improved.
 
-    Shared by :class:`~visionkit.callbacks.EarlyStopping`,
-    :class:`~visionkit.callbacks.ModelCheckpoint` and the trainer's plateau scheduling.
+    Shared by [`EarlyStopping`][visionkit.callbacks.EarlyStopping],
+    [`ModelCheckpoint`][visionkit.callbacks.ModelCheckpoint] and the trainer's plateau scheduling.
 
     Args:
         monitor: Name of the metric, e.g. ``"val_loss"`` or ``"val_accuracy"``.

@@ -29,10 +29,10 @@ _COUNTS = frozenset({"epoch", "step", "global_step"})
 class ModelCheckpoint(MonitorCallback):
     """Save a checkpoint whenever the monitored metric improves, and the last one.
 
-    Seed 001 saves "whenever validation loss decreases": that is
+    The W1 tutorial saves "whenever validation loss decreases": that is
     ``ModelCheckpoint("checkpoints/", monitor="val_loss")``. Files are written atomically
     (temporary file, fsync, ``os.replace``), so an interrupted run never leaves a broken
-    checkpoint behind, and each holds what :class:`~visionkit.Predictor` needs to rebuild
+    checkpoint behind, and each holds what [`Predictor`][visionkit.Predictor] needs to rebuild
     the model.
 
     Args:

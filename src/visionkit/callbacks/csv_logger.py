@@ -20,7 +20,7 @@ class CSVLogger(Callback):
 
     The columns are every metric logged so far, in first-seen order; when a new metric
     appears the file is rewritten with the wider header (earlier rows get empty cells). The
-    file always mirrors the trainer's :class:`~visionkit.training.History`: a run resumed
+    file always mirrors the trainer's [`History`][visionkit.History]: a run resumed
     from a checkpoint rewrites it from the restored history first, so epochs that ran after
     the checkpoint and before a crash are not duplicated.
 

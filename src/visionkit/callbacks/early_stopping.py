@@ -37,7 +37,7 @@ class EarlyStopping(MonitorCallback):
         ConfigurationError: for a ``patience`` that is not an integer >= 0 (``1.5``,
             ``nan`` and ``inf`` included), a flag that is not ``True``/``False``, or a bad
             ``monitor``, ``mode`` or ``min_delta`` (see
-            :class:`~visionkit.callbacks.MonitorCallback`).
+            [`MonitorCallback`][visionkit.callbacks.MonitorCallback]).
 
     Attributes:
         stopped_epoch: The epoch training stopped at, or ``None``.

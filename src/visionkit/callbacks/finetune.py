@@ -1,17 +1,17 @@
 """``FineTune``: train the head with the backbone frozen, then everything, as fastai does.
 
 The schedule is fastai's ``fine_tune``: for ``freeze_epochs`` the backbone is frozen
-(:func:`~visionkit.models.freeze`: no gradients, BatchNorm statistics fixed) and the head
+([`freeze`][visionkit.models.freeze]: no gradients, BatchNorm statistics fixed) and the head
 trains through a one-cycle schedule peaking at ``base_lr``; then everything is unfrozen
 and trains through a second one-cycle schedule peaking at ``base_lr / 2`` for the head,
 with smaller rates for earlier layer groups, down to ``base_lr / 2 / lr_mult`` for the
 first (discriminative learning rates).
 
-The rates are a function of the position in the run (epoch and batch), and frozen or not
-is a function of the epoch, so a run resumed on either side of the unfreeze point
-continues exactly. The optimizer holds every parameter from the start, in the groups
-:func:`fine_tune_param_groups` makes; frozen parameters get no gradient, so the optimizer
-leaves them alone.
+The rates are a function of the position in the run (epoch and batch), and frozen or not is a
+function of the epoch, so a run resumed on either side of the unfreeze point continues exactly. The
+optimizer holds every parameter from the start, in the groups
+[`fine_tune_param_groups`][visionkit.callbacks.fine_tune_param_groups] makes; frozen parameters get
+no gradient, so the optimizer leaves them alone.
 """
 
 from __future__ import annotations
@@ -44,9 +44,9 @@ def fine_tune_param_groups(
     num_groups: int = 3,
     head: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Parameter groups for an optimizer that :class:`FineTune` drives.
+    """Parameter groups for an optimizer that [`FineTune`][visionkit.callbacks.FineTune] drives.
 
-    The head (found as :func:`~visionkit.models.find_head` does, or the attribute
+    The head (found as [`find_head`][visionkit.models.find_head] does, or the attribute
     ``head``) is the last group; the backbone's parameters, in the model's order, are
     split into ``num_groups - 1`` groups of about equal size. Group ``i`` trains at
     ``lr_mult ** -(n - 1 - i) / (n - 1)`` times the head's rate, so the first group gets
@@ -92,9 +92,10 @@ def fine_tune_param_groups(
 class FineTune(Callback):
     """Fine-tune a pretrained backbone: head first with the backbone frozen, then all of it.
 
-    Use it with an optimizer built from :func:`fine_tune_param_groups`, and
-    ``max_epochs = freeze_epochs + epochs`` in the ``Trainer``; :func:`visionkit.training.fine_tune`
-    does both for you.
+    Use it with an optimizer built from
+    [`fine_tune_param_groups`][visionkit.callbacks.fine_tune_param_groups], and ``max_epochs =
+    freeze_epochs + epochs`` in the ``Trainer``;
+    [`visionkit.training.fine_tune`][visionkit.training.fine_tune] does both for you.
 
     Args:
         freeze_epochs: Epochs that train the head only (>= 0).

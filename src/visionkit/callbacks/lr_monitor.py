@@ -19,12 +19,11 @@ __all__ = ["LearningRateMonitor"]
 class LearningRateMonitor(Callback):
     """Record the learning rate (and optionally momentum) of each parameter group.
 
-    Values are named ``lr-<Optimizer>`` (``lr-<Optimizer>/pg<i>`` when there are several
-    parameter groups). They are added to each epoch's metrics, so the
-    :class:`~visionkit.training.History`, :class:`~visionkit.callbacks.CSVLogger`,
-    :class:`~visionkit.callbacks.TensorBoardLogger` and the progress bar show them; with
-    ``logging_interval="step"`` the value after every optimizer step is also kept in
-    :attr:`steps`.
+    Values are named ``lr-<Optimizer>`` (``lr-<Optimizer>/pg<i>`` when there are several parameter
+    groups). They are added to each epoch's metrics, so the [`History`][visionkit.History],
+    [`CSVLogger`][visionkit.callbacks.CSVLogger],
+    [`TensorBoardLogger`][visionkit.callbacks.TensorBoardLogger] and the progress bar show them;
+    with ``logging_interval="step"`` the value after every optimizer step is also kept in `steps`.
 
     Args:
         logging_interval: ``"epoch"`` or ``"step"``.

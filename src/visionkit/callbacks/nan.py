@@ -16,13 +16,12 @@ __all__ = ["TerminateOnNaN"]
 class TerminateOnNaN(Callback):
     """Stop training when the training loss is NaN or infinite, before any checkpoint.
 
-    The check itself is built into the trainer's step (``Trainer(check_finite=True)``, the
-    default), so it costs one comparison per step and nothing is done twice: this callback
-    switches the check on when a trainer was built with ``check_finite=False`` and records
-    where training stopped. The trainer raises
-    :class:`~visionkit.NonFiniteLossError` naming the epoch and the batch; on the CPU the
-    step whose loss is not finite never updates the weights, and on a GPU the flags are read
-    at the next logging interval, checkpoint or epoch end, so no checkpoint holds
+    The check itself is built into the trainer's step (``Trainer(check_finite=True)``, the default),
+    so it costs one comparison per step and nothing is done twice: this callback switches the check
+    on when a trainer was built with ``check_finite=False`` and records where training stopped. The
+    trainer raises [`NonFiniteLossError`][visionkit.NonFiniteLossError] naming the epoch and the
+    batch; on the CPU the step whose loss is not finite never updates the weights, and on a GPU the
+    flags are read at the next logging interval, checkpoint or epoch end, so no checkpoint holds
     non-finite weights.
 
     Attributes:

@@ -41,7 +41,7 @@ class ProgressBar(Callback):
     done, batches, running loss and accuracy of the epoch, samples per second and the
     estimated time left of the epoch. When the output is not a terminal (CI, a log file)
     it prints one line per epoch with every metric, plus one line per logging interval when
-    the trainer has ``log_every_n_steps`` (seeds 000 and 004 print every 40 and 10 batches).
+    the trainer has ``log_every_n_steps`` (W5 and W2 print every 40 and 10 batches).
 
     Args:
         stream: Where to write; default ``sys.stdout`` (looked up when training starts).

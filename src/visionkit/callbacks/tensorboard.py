@@ -18,7 +18,7 @@ _STAGES = ("train", "val", "test")
 
 
 class TensorBoardLogger(Callback):
-    """Write every epoch's metrics as TensorBoard scalars, like seed 002's ``SummaryWriter``.
+    """Write every epoch's metrics as TensorBoard scalars, like W4's ``SummaryWriter``.
 
     ``train_loss`` and ``val_loss`` become the curves ``loss/train`` and ``loss/val`` (so
     TensorBoard shows them in one section), ``train_accuracy`` becomes ``accuracy/train``,
@@ -33,7 +33,7 @@ class TensorBoardLogger(Callback):
 
     Raises:
         ConfigurationError: If TensorBoard is not installed; the message names the extra
-            to install (``pip install "visionkit[tensorboard]"``). Also if ``log_dir`` is
+            to install (``pip install "visionkit-torch[tensorboard]"``). Also if ``log_dir`` is
             not a path or ``log_steps`` not ``True``/``False``.
     """
 
@@ -100,6 +100,6 @@ def _summary_writer_class() -> Any:
     except ImportError as error:
         raise ConfigurationError(
             "TensorBoardLogger needs TensorBoard, which is not installed "
-            f'({error}): install the extra with pip install "visionkit[tensorboard]"'
+            f'({error}): install the extra with pip install "visionkit-torch[tensorboard]"'
         ) from error
     return SummaryWriter

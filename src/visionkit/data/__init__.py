@@ -1,8 +1,9 @@
 """Data: data set factories, splits with label maps, and fast loaders.
 
-Every factory returns a :class:`DataSplits` with ``train``, ``val`` and ``test`` sets and the
-class names. In-memory data sets (:class:`TensorImageDataset`) keep images as ``uint8`` and
-take the trainer's fast path. Transform presets live in :mod:`visionkit.data.presets`.
+Every factory returns a [`DataSplits`][visionkit.data.DataSplits] with ``train``, ``val`` and
+``test`` sets and the class names. In-memory data sets
+([`TensorImageDataset`][visionkit.data.TensorImageDataset]) keep images as ``uint8`` and take the
+trainer's fast path. Transform presets live in [`visionkit.data.presets`][visionkit.data.presets].
 """
 
 from visionkit.data import presets

@@ -2,7 +2,7 @@
 
 A tar archive can hold members named ``../x`` or ``/etc/x``, symbolic and hard links that
 point anywhere, device files and FIFOs, or declare sizes that would fill the disk (a "tar
-bomb"). :func:`extract_tar` reads the whole member list first and refuses the archive if
+bomb"). `extract_tar` reads the whole member list first and refuses the archive if
 any member is one of those, so a refused archive writes nothing. It then extracts into a
 hidden temporary folder inside the target (with Python's ``data`` extraction filter as a
 second line of defence) and renames the result into place: an interrupted extraction leaves
@@ -49,7 +49,7 @@ def extract_tar(
     """Extract a tar archive (plain, ``.gz``, ``.bz2`` or ``.xz``) into the folder ``into``.
 
     Every member is checked before anything is written. The archive is refused if a member
-    has an absolute name (``/tmp/x``, ``C:\\x``), a ``..`` component, a backslash, or a
+    has an absolute name (``/x``, ``C:\\x``), a ``..`` component, a backslash, or a
     name that resolves outside ``into``; if it is a symbolic link, a hard link, a device
     file or a FIFO; if the members add up to more than ``max_bytes`` (the sizes declared in
     the headers, which is what extraction would write) or number more than ``max_members``;

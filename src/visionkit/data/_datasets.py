@@ -35,7 +35,7 @@ class ClassificationDataset(Dataset[Sample]):
     """Base class of visionkit's data sets: samples are ``(image, label)`` pairs.
 
     Subclasses hold ``classes`` (display names, index = label) and ``targets`` (one
-    ``int64`` label per sample), and implement :meth:`__getitem__` and :meth:`_select`.
+    ``int64`` label per sample), and implement `__getitem__` and `_select`.
     """
 
     classes: list[str]
@@ -118,9 +118,9 @@ class ClassificationDataset(Dataset[Sample]):
 class TensorImageDataset(ClassificationDataset):
     """Images kept in memory as one ``uint8`` tensor, normalized on the fly.
 
-    This is visionkit's fast path: 60,000 MNIST digits cost 47 MB as ``uint8`` instead of
-    188 MB as ``float32``, and the trainer reads whole batches with one indexing operation
-    instead of one Python call per sample (:class:`visionkit.data.InMemoryLoader`).
+    This is visionkit's fast path: 60,000 MNIST digits cost 47 MB as ``uint8`` instead of 188 MB as
+    ``float32``, and the trainer reads whole batches with one indexing operation instead of one
+    Python call per sample ([`visionkit.data.InMemoryLoader`][visionkit.data.InMemoryLoader]).
     Indexing one sample returns exactly what a batch holds for it, so both paths agree.
 
     Args:
@@ -133,8 +133,9 @@ class TensorImageDataset(ClassificationDataset):
         mean: Per-channel mean to subtract after scaling pixels to ``[0, 1]``; one value
             (or a single number) is used for every channel.
         std: Per-channel standard deviation to divide by (finite and positive).
-        augment: Optional batched augmentation applied to training batches
-            (see :class:`visionkit.data.BatchAugment`); not applied by ``__getitem__``.
+        augment: Optional batched augmentation applied to training batches (see
+            [`visionkit.data.BatchAugment`][visionkit.data.BatchAugment]); not applied by
+            ``__getitem__``.
 
     Examples:
         >>> import torch

@@ -44,7 +44,7 @@ Transform = Callable[[Any], Any]
 
 
 def existing_folder(path: str | os.PathLike[str], what: str, name: str) -> Path:
-    """``path`` as a ``Path``, or a :class:`DataError` if it is not an existing folder."""
+    """``path`` as a ``Path``, or a `DataError` if it is not an existing folder."""
     folder = check_path(name, path)
     if not folder.is_dir():
         state = "is a file, not a folder" if folder.exists() else "does not exist"
@@ -75,7 +75,7 @@ def check_preprocess(preprocess: Any) -> None:
 
 
 def not_an_image(path: Path) -> bool:
-    """Whether ``path`` lacks one of the :data:`IMAGE_EXTENSIONS` (in any letter case)."""
+    """Whether ``path`` lacks one of the `IMAGE_EXTENSIONS` (in any letter case)."""
     return path.suffix.lower() not in IMAGE_EXTENSIONS
 
 
@@ -127,7 +127,7 @@ def load(path: Path, mode: str) -> Image.Image:
 
 
 def try_describe(transform: Transform | None, mode: str) -> Preprocess | None:
-    """``transform`` as a :class:`Preprocess`, or ``None`` when it cannot be described."""
+    """``transform`` as a `Preprocess`, or ``None`` when it cannot be described."""
     try:
         return preprocess_from_transform(transform, mode=mode)
     except ConfigurationError:
@@ -135,9 +135,9 @@ def try_describe(transform: Transform | None, mode: str) -> Preprocess | None:
 
 
 def raise_problems(where: str, problems: list[str]) -> None:
-    """Raise one :class:`DataError` listing ``problems`` found in ``where``, if any.
+    """Raise one [`DataError`][visionkit.DataError] listing ``problems`` found in ``where``, if any.
 
-    At most :data:`MAX_LISTED` are listed (a wrong image folder can make every row of a
+    At most `MAX_LISTED` are listed (a wrong image folder can make every row of a
     large CSV fail the same way); the rest are counted.
     """
     if problems:

@@ -109,11 +109,12 @@ class BatchAugment:
 
 
 class InMemoryLoader:
-    """Batches of a :class:`~visionkit.data.TensorImageDataset` without a ``DataLoader``.
+    """Batches of a `TensorImageDataset` without a ``DataLoader``.
 
     Each batch is one index into the ``uint8`` image tensor, moved to ``device``, augmented
-    (training only) and normalized there. Shuffling uses :func:`epoch_permutation`, so the
-    order matches :class:`SeededSampler` and can be resumed mid-epoch.
+    (training only) and normalized there. Shuffling uses
+    [`epoch_permutation`][visionkit.data.epoch_permutation], so the order matches
+    [`SeededSampler`][visionkit.data.SeededSampler] and can be resumed mid-epoch.
 
     Args:
         dataset: The in-memory data set.
@@ -190,7 +191,7 @@ class InMemoryLoader:
 
 
 class SeededSampler(Sampler[int]):
-    """A ``DataLoader`` sampler with :func:`epoch_permutation` order and a resumable start.
+    """A ``DataLoader`` sampler with `epoch_permutation` order and a resumable start.
 
     Like ``DistributedSampler`` it has ``set_epoch`` and can shard over ranks, but it never
     pads or repeats samples, so metrics count every sample exactly once.
@@ -220,7 +221,7 @@ class SeededSampler(Sampler[int]):
 
 
 class _DataLoaderAdapter:
-    """Gives a ``DataLoader`` built by visionkit the :class:`EpochLoader` interface."""
+    """Gives a ``DataLoader`` built by visionkit the `EpochLoader` interface."""
 
     def __init__(self, loader: DataLoader[Any], sampler: SeededSampler | None) -> None:
         self.loader = loader
@@ -265,10 +266,11 @@ def make_loader(
 ) -> EpochLoader:
     """The loader the trainer uses for ``data``; exposed for hand-written loops.
 
-    * a :class:`TensorImageDataset` gets the in-memory fast path (:class:`InMemoryLoader`);
-    * any other ``Dataset`` gets a ``DataLoader`` with a :class:`SeededSampler`, workers
-      seeded reproducibly, ``pin_memory`` only with CUDA and ``persistent_workers`` when
-      there are workers;
+    * a [`TensorImageDataset`][visionkit.data.TensorImageDataset] gets the in-memory fast path
+      ([`InMemoryLoader`][visionkit.data.InMemoryLoader]);
+    * any other ``Dataset`` gets a ``DataLoader`` with a
+      [`SeededSampler`][visionkit.data.SeededSampler], workers seeded reproducibly, ``pin_memory``
+      only with CUDA and ``persistent_workers`` when there are workers;
     * a ``DataLoader`` you built is used as it is.
     """
     device = torch.device(device)

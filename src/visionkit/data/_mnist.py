@@ -47,7 +47,7 @@ def mnist(
 
     Reads the four IDX files, gzipped or not, from ``root/MNIST/raw/`` (torchvision's
     layout) or straight from ``root``. MNIST ships no validation set, so ``val_fraction``
-    of the 60,000 training digits is held out with a split seeded by ``seed`` (seed 001
+    of the 60,000 training digits is held out with a split seeded by ``seed`` (the W1 tutorial
     holds out 20%).
 
     Args:
@@ -55,7 +55,7 @@ def mnist(
         val_fraction: Share of the training files held out for validation.
         seed: Seed of the validation split; the same seed always gives the same split.
         normalize: ``(mean, std)`` to normalize with, e.g. ``(0.1302, 0.3069)`` as in
-            seed 004; ``None`` keeps pixels in ``[0, 1]`` like ``ToTensor``.
+            the W2 tutorial; ``None`` keeps pixels in ``[0, 1]`` like ``ToTensor``.
         download: Download the files with torchvision (checksums verified) if missing.
 
     Raises:
@@ -76,7 +76,7 @@ def fashion_mnist(
     normalize: Stats = None,
     download: bool = False,
 ) -> DataSplits:
-    """Fashion-MNIST, read like :func:`mnist` from ``root/FashionMNIST/raw/`` or ``root``."""
+    """Fashion-MNIST, read like `mnist` from ``root/FashionMNIST/raw/`` or ``root``."""
     return _idx_splits(
         root, "FashionMNIST", FASHION_MNIST_CLASSES, val_fraction, seed, normalize, download
     )

@@ -21,7 +21,7 @@ def split_indices(
     """Shuffle ``range(n)`` with ``seed`` and cut off ``val_fraction`` for validation.
 
     The same ``n``, fraction and seed always give the same split, on every platform
-    (it uses a seeded ``torch.Generator``, not the global random state). As in seed 001,
+    (it uses a seeded ``torch.Generator``, not the global random state). As in the W1 tutorial,
     the validation set gets ``floor(val_fraction * n)`` samples.
 
     Returns:
@@ -49,7 +49,7 @@ def split_indices(
 def split_in_place(
     dataset: TensorImageDataset, val_fraction: float, *, seed: int = 0
 ) -> tuple[TensorImageDataset, TensorImageDataset | None]:
-    """:func:`split_indices` applied to an in-memory data set without copying its images.
+    """`split_indices` applied to an in-memory data set without copying its images.
 
     Reorders ``dataset``'s images and labels **in place** (so pass a data set nothing else
     uses), then returns the training and validation sets as two views of that one buffer:
@@ -78,7 +78,7 @@ def in_memory_splits(
     """Splits of a data set that ships train and test files but no validation set.
 
     ``val_fraction`` of the training files is held out with a split seeded by ``seed``,
-    in place (:func:`split_in_place`): the freshly read images are reordered, not copied.
+    in place (`split_in_place`): the freshly read images are reordered, not copied.
     """
     train, val = split_in_place(train_files, val_fraction, seed=seed)
     return DataSplits(
@@ -132,7 +132,7 @@ def _permute_rows_(tensor: torch.Tensor, order: torch.Tensor, block: int = 4096)
 class DataSplits:
     """Train, validation and test sets of one data set, with their class names.
 
-    Every factory in :mod:`visionkit.data` returns one. Splits that a data set does not
+    Every factory in [`visionkit.data`][visionkit.data] returns one. Splits that a data set does not
     have are ``None``.
 
     Attributes:
@@ -142,7 +142,7 @@ class DataSplits:
         test: The test set.
         classes: Class names; ``classes[i]`` is the name of label ``i``.
         label_map: Original label to label used here, when the labels were remapped
-            (:meth:`subset`), else ``None``.
+            ([`subset`][visionkit.data.DataSplits.subset]), else ``None``.
         mean: Per-channel mean used for normalization, or ``None``.
         std: Per-channel standard deviation used for normalization, or ``None``.
     """
@@ -205,7 +205,7 @@ class DataSplits:
 
         Works on in-memory data sets (MNIST, Fashion-MNIST, CIFAR-10); for file-based data
         sets pass the normalization in their transforms instead. One value (or a single
-        number) is used for every channel; :attr:`mean` and :attr:`std` then hold it per
+        number) is used for every channel; `mean` and `std` then hold it per
         channel.
 
         Raises:

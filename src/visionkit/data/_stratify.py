@@ -63,7 +63,7 @@ def stratified_indices(
     """Split sample indices by class: ``(train, val, test)``, each in ascending order.
 
     For each class, in label order, its samples (in data set order) are shuffled with one
-    ``torch.Generator`` seeded with ``seed``, and the first :func:`held_out_counts` go to
+    ``torch.Generator`` seeded with ``seed``, and the first `held_out_counts` go to
     validation, the next to test, the rest to training. The same targets, fractions and
     seed give the same split on every platform.
 
@@ -128,7 +128,7 @@ def stratified_splits(
     test_fraction: float,
     seed: int,
 ) -> Split:
-    """Hold validation and test sets out of ``train`` with :func:`stratified_indices`.
+    """Hold validation and test sets out of ``train`` with `stratified_indices`.
 
     ``holdout`` is ``train`` with the evaluation transform: the held-out sets are taken
     from it, so they are evaluated like a validation or test folder would be. ``labels``

@@ -212,7 +212,8 @@ def cifar10(
         val_fraction: Share of the training images held out for validation.
         seed: Seed of the validation split.
         normalize: ``(mean, std)`` per channel, e.g. from
-            :func:`~visionkit.data.compute_mean_std`; ``None`` keeps pixels in ``[0, 1]``.
+            [`compute_mean_std`][visionkit.data.compute_mean_std]; ``None`` keeps pixels in
+            ``[0, 1]``.
         download: If no batches are found, download the archive (or keep the one in
             ``root`` if its MD5 checksum is right) and extract it.
 

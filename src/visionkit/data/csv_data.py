@@ -81,13 +81,13 @@ def image_csv(
         9c2a4a8f7c5bd9a1e4f03e0f6c12ab6c1e1fd3d5a2a8b7e8f4f1a2d1c8f8c9a0,0
 
     **Columns.** ``filename_column`` and ``label_column`` name them; by default the
-    first header of :data:`FILENAME_COLUMNS` (``filename``, ``file``, ``image``,
-    ``image_id``, ``id``, ...) and of :data:`LABEL_COLUMNS` (``label``, ``class``,
+    first header of `FILENAME_COLUMNS` (``filename``, ``file``, ``image``,
+    ``image_id``, ``id``, ...) and of `LABEL_COLUMNS` (``label``, ``class``,
     ``target``, ...) found, in any letter case, else the first two columns.
 
     **File names** are paths relative to ``image_dir`` (``cat/001.jpg`` is allowed). A name
     that is not a file there and has no image extension is looked up with each of
-    :data:`~visionkit.data.IMAGE_EXTENSIONS` appended (Kaggle often lists ids without
+    [`IMAGE_EXTENSIONS`][visionkit.data.IMAGE_EXTENSIONS] appended (Kaggle often lists ids without
     ``.png``/``.jpg``); two matches are an error.
 
     **Classes** are the distinct labels, sorted as strings like torchvision's
@@ -96,12 +96,12 @@ def image_csv(
     ``names`` maps labels to display names. The samples are ordered by file name, so the
     split does not depend on the order of the rows.
 
-    **Splits** are stratified and seeded as in :func:`image_folder`: per label,
-    ``round(n * fraction)`` images (at least 1, rounded half up) for validation and test
-    and at least one for training, chosen by one ``torch.Generator`` seeded with ``seed``.
+    **Splits** are stratified and seeded as in [`image_folder`][visionkit.data.image_folder]: per
+    label, ``round(n * fraction)`` images (at least 1, rounded half up) for validation and test and
+    at least one for training, chosen by one ``torch.Generator`` seeded with ``seed``.
 
     Every row and every image is checked before anything is returned, and all problems are
-    reported in one :class:`~visionkit.DataError`, each naming its CSV line (the header is
+    reported in one [`DataError`][visionkit.DataError], each naming its CSV line (the header is
     line 1): ``line 17: image 'abc.jpg' not found in images``.
 
     Args:
@@ -115,14 +115,15 @@ def image_csv(
         names: JSON file or mapping from label to display name.
         train_transform: Transform of the training split; defaults to ``eval_transform``.
         eval_transform: Transform of the validation and test splits (deterministic; stored
-            in checkpoints as the :class:`~visionkit.predict.Preprocess`).
+            in checkpoints as the [`Preprocess`][visionkit.predict.Preprocess]).
         mode: ``"RGB"`` or ``"L"``; every image is converted to it.
         verify: Decode every image up front (``False``: read only headers).
         strict_names: Reject names of labels that no row has.
         preprocess: Override the description of ``eval_transform`` stored in checkpoints.
 
     Returns:
-        :class:`DataSplits` of :class:`ImageFolderDataset` sets rooted at ``image_dir``,
+        [`DataSplits`][visionkit.data.DataSplits] of
+        [`ImageFolderDataset`][visionkit.data.ImageFolderDataset] sets rooted at ``image_dir``,
         whose ``folders`` and ``class_to_idx`` hold the labels as written in the CSV.
 
     Raises:
@@ -131,7 +132,7 @@ def image_csv(
             leading outside ``image_dir``, a name map that lacks a label; or every class
             with too few images for the split.
         ConfigurationError: for a column name not in the header, or arguments
-            :func:`image_folder` also refuses.
+            [`image_folder`][visionkit.data.image_folder] also refuses.
 
     Examples:
         >>> import pathlib, tempfile

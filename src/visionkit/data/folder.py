@@ -50,10 +50,10 @@ class ImageFolderDataset(ClassificationDataset):
     data set is built, and every problem found (a corrupt, truncated, empty or non-image
     file, an image over Pillow's decompression-bomb limit, an empty class folder, a class
     missing from the name map, a link looping back to a folder that contains it) is
-    reported together in one :class:`~visionkit.DataError`. Grayscale, palette and RGBA
+    reported together in one [`DataError`][visionkit.DataError]. Grayscale, palette and RGBA
     images are converted to ``mode``, as torchvision's loader does; 16-bit images are
     scaled to 8 bits (``round(v / 257)``), never clipped, exactly as the
-    :class:`~visionkit.Predictor` reads them.
+    [`Predictor`][visionkit.Predictor] reads them.
 
     Args:
         root: The folder holding one sub-folder per class.
@@ -64,11 +64,11 @@ class ImageFolderDataset(ClassificationDataset):
         mode: ``"RGB"`` or ``"L"`` (grayscale).
         verify: Decode every image now, so damaged files are reported before training; with
             ``False`` only headers are read and a damaged file fails when it is loaded.
-        class_folders: Use these class folders, in this order, instead of the sorted
-            sub-folders (how :func:`image_folder` makes every split share the training
+        class_folders: Use these class folders, in this order, instead of the sorted sub-folders
+            (how [`image_folder`][visionkit.data.image_folder] makes every split share the training
             split's classes); each must exist.
         strict_names: Also reject names of classes that have no folder.
-        preprocess: How the :class:`~visionkit.Predictor` should prepare raw images for a
+        preprocess: How the [`Predictor`][visionkit.Predictor] should prepare raw images for a
             model trained on this data set; by default derived from ``transform``, or
             ``None`` when that transform is random.
 
@@ -251,11 +251,12 @@ def image_folder(
         root: The folder holding the split folders, or the class folders.
         names: JSON file or mapping from class folder name to display name.
         train_transform: Transform of the training split (e.g.
-            :func:`visionkit.data.presets.imagenet_train`); defaults to ``eval_transform``.
+            [`visionkit.data.presets.imagenet_train`][visionkit.data.presets.imagenet_train]);
+            defaults to ``eval_transform``.
         eval_transform: Transform of the validation and test splits (e.g.
-            :func:`visionkit.data.presets.imagenet_eval`); ``None`` converts to tensors
-            like ``ToTensor``. It must be deterministic: checkpoints store it as the
-            :class:`~visionkit.predict.Preprocess` the ``Predictor`` applies.
+            [`visionkit.data.presets.imagenet_eval`][visionkit.data.presets.imagenet_eval]);
+            ``None`` converts to tensors like ``ToTensor``. It must be deterministic: checkpoints
+            store it as the [`Preprocess`][visionkit.predict.Preprocess] the ``Predictor`` applies.
         splits: Folder names of the train, validation and test splits, ``None`` for a
             split the data set does not have; or ``None``: ``root`` is one folder of class
             folders.
@@ -265,7 +266,8 @@ def image_folder(
             test folder is used.
         seed: Seed of the held-out split.
         mode: ``"RGB"`` or ``"L"``; every image is converted to it.
-        verify: Decode every image up front (see :class:`ImageFolderDataset`).
+        verify: Decode every image up front (see
+            [`ImageFolderDataset`][visionkit.data.ImageFolderDataset]).
         strict_names: Reject names of classes that have no folder.
         preprocess: Override the description of ``eval_transform`` stored in checkpoints.
 

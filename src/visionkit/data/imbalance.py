@@ -52,7 +52,8 @@ def class_weights(dataset: Dataset[Any], *, mode: str = "balanced") -> torch.Ten
         trainer = Trainer(model, loss=loss)      # moved to the trainer's device with the model
 
     Args:
-        dataset: The training set (see :func:`class_counts` for what is accepted).
+        dataset: The training set (see [`class_counts`][visionkit.data.class_counts] for what is
+            accepted).
         mode: ``"balanced"``.
 
     Raises:
@@ -106,7 +107,8 @@ def balanced_loader(
         trainer.fit(balanced_loader(data.train, 64), data.val)
 
     Args:
-        dataset: The training set (see :func:`class_counts` for what is accepted).
+        dataset: The training set (see [`class_counts`][visionkit.data.class_counts] for what is
+            accepted).
         batch_size: Samples per batch.
         seed: Seed of the draws.
         num_samples: Draws per epoch.

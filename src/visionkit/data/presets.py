@@ -1,14 +1,16 @@
 """Transform presets for MNIST, CIFAR-10 and ImageNet-style photos, on ``transforms.v2``.
 
-As in seed 000 and torchvision's reference recipes, the geometric steps run on the PIL image
-and the preset ends with :class:`ToFloatTensor` (what ``ToTensor`` did, to the bit) and
-``Normalize``. The evaluation presets are deterministic, and
-:func:`preprocess_from_transform` turns them into the :class:`~visionkit.predict.Preprocess`
-that checkpoints store, so :class:`~visionkit.Predictor` reproduces them exactly.
+As in the W5 tutorial and torchvision's reference recipes, the geometric steps run on the PIL image and the
+preset ends with [`ToFloatTensor`][visionkit.data.presets.ToFloatTensor] (what ``ToTensor`` did, to
+the bit) and ``Normalize``. The evaluation presets are deterministic, and
+[`preprocess_from_transform`][visionkit.data.preprocess_from_transform] turns them into the
+[`Preprocess`][visionkit.predict.Preprocess] that checkpoints store, so
+[`Predictor`][visionkit.Predictor] reproduces them exactly.
 
-For the in-memory data sets (MNIST, Fashion-MNIST, CIFAR-10), :func:`mnist_batch_augment`
-and :func:`cifar_batch_augment` give the same kind of augmentation as batched tensor
-operations (see :class:`~visionkit.data.BatchAugment`).
+For the in-memory data sets (MNIST, Fashion-MNIST, CIFAR-10),
+[`mnist_batch_augment`][visionkit.data.presets.mnist_batch_augment] and
+[`cifar_batch_augment`][visionkit.data.presets.cifar_batch_augment] give the same kind of
+augmentation as batched tensor operations (see [`BatchAugment`][visionkit.data.BatchAugment]).
 
 Examples:
     >>> from visionkit.data import presets
@@ -59,13 +61,13 @@ MNIST_MEAN = (0.1307,)
 MNIST_STD = (0.3081,)
 """Standard deviation of the MNIST training pixels."""
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-"""Per-channel mean of the 50,000 CIFAR-10 training images (seed 003 computes it)."""
+"""Per-channel mean of the 50,000 CIFAR-10 training images (W3 computes it)."""
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 """Per-channel (population) standard deviation of the CIFAR-10 training images."""
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
-"""The ImageNet statistics every torchvision pretrained model expects (seed 000)."""
+"""The ImageNet statistics every torchvision pretrained model expects (W5)."""
 IMAGENET_STD = (0.229, 0.224, 0.225)
-"""The ImageNet standard deviations matching :data:`IMAGENET_MEAN`."""
+"""The ImageNet standard deviations matching `IMAGENET_MEAN`."""
 
 Stats = Sequence[float]
 _NO_OPS = {
@@ -84,7 +86,7 @@ class ToFloatTensor:
     ``v2.ToImage`` followed by a division by 255. ``v2.ToDtype(float32, scale=True)``
     multiplies by ``1/255`` instead, which differs in the last bit for some pixel values;
     dividing keeps the file-based path, the in-memory path and the
-    :class:`~visionkit.Predictor` bit-identical to each other and to seed code using
+    [`Predictor`][visionkit.Predictor] bit-identical to each other and to seed code using
     ``ToTensor``.
 
     Examples:
@@ -166,19 +168,19 @@ def mnist_train(
     """MNIST training transform: random crop with ``padding`` pixels of zero padding.
 
     Digits are never flipped (a flipped 2 is not a 2). Pass ``mean=None, std=None`` to keep
-    pixels in ``[0, 1]`` as seed 001 does.
+    pixels in ``[0, 1]`` as the W1 tutorial does.
     """
     padding = check_int("padding", padding, least=0)
     return v2.Compose([v2.RandomCrop(28, padding=padding), *_tail(mean, std, 1)])
 
 
 def mnist_eval(*, mean: Stats | None = MNIST_MEAN, std: Stats | None = MNIST_STD) -> v2.Compose:
-    """MNIST evaluation transform: ``ToTensor`` then ``Normalize`` (seed 004's pipeline)."""
+    """MNIST evaluation transform: ``ToTensor`` then ``Normalize`` (W2's pipeline)."""
     return v2.Compose(_tail(mean, std, 1))
 
 
 def mnist_batch_augment(*, padding: int = 2) -> BatchAugment:
-    """:func:`mnist_train`'s random crop for the in-memory path (no flip)."""
+    """`mnist_train`'s random crop for the in-memory path (no flip)."""
     return BatchAugment(crop_padding=padding, flip=False)
 
 
@@ -202,7 +204,7 @@ def cifar_eval(*, mean: Stats | None = CIFAR10_MEAN, std: Stats | None = CIFAR10
 
 
 def cifar_batch_augment(*, padding: int = 4) -> BatchAugment:
-    """:func:`cifar_train`'s crop and flip for the in-memory path."""
+    """`cifar_train`'s crop and flip for the in-memory path."""
     return BatchAugment(crop_padding=padding, flip=True)
 
 
@@ -213,7 +215,7 @@ def imagenet_train(
     mean: Stats | None = IMAGENET_MEAN,
     std: Stats | None = IMAGENET_STD,
 ) -> v2.Compose:
-    """Seed 000's training transform for photos and pretrained ImageNet models.
+    """W5's training transform for photos and pretrained ImageNet models.
 
     ``RandomRotation(30)``, ``RandomResizedCrop(224)``, ``RandomHorizontalFlip()``, then
     scaling to ``[0, 1]`` and ``Normalize`` with the ImageNet statistics.
@@ -251,9 +253,9 @@ def imagenet_eval(
     mean: Stats | None = IMAGENET_MEAN,
     std: Stats | None = IMAGENET_STD,
 ) -> v2.Compose:
-    """Seed 000's evaluation transform: ``Resize(256)``, ``CenterCrop(224)``, ``Normalize``.
+    """W5's evaluation transform: ``Resize(256)``, ``CenterCrop(224)``, ``Normalize``.
 
-    It is the preprocessing :class:`~visionkit.Predictor` applies for a checkpoint trained
+    It is the preprocessing [`Predictor`][visionkit.Predictor] applies for a checkpoint trained
     with it, operation for operation, so predictions match evaluation bit for bit.
     """
     crop = _size("size", size)
@@ -271,8 +273,8 @@ def model_eval(model: nn.Module) -> v2.Compose:
     """The evaluation transform of a backbone's pretrained weights.
 
     ``Resize``, ``CenterCrop``, scaling to ``[0, 1]`` and ``Normalize`` with the numbers
-    :func:`~visionkit.models.preprocess_config` recorded when
-    :func:`~visionkit.models.create_model` built the torchvision or timm model. Data sets
+    [`preprocess_config`][visionkit.models.preprocess_config] recorded when
+    [`create_model`][visionkit.models.create_model] built the torchvision or timm model. Data sets
     built with it describe it to checkpoints, so ``Predictor.from_checkpoint`` prepares
     images exactly the same way.
 
@@ -296,7 +298,8 @@ def model_train(model: nn.Module, *, rotation: float = 0.0) -> v2.Compose:
 
     ``RandomResizedCrop`` to the weights' input size and ``RandomHorizontalFlip`` (with an
     optional ``RandomRotation`` first), then scaling and ``Normalize`` with the weights'
-    statistics: :func:`imagenet_train` with the numbers of :func:`model_eval`.
+    statistics: [`imagenet_train`][visionkit.data.presets.imagenet_train] with the numbers of
+        [`model_eval`][visionkit.data.presets.model_eval].
 
     Raises:
         ConfigurationError: if the model has no recorded preprocessing, or ``rotation``
@@ -334,13 +337,12 @@ def _config_of(model: nn.Module) -> PreprocessConfig:
 
 
 def preprocess_from_transform(transform: Any, *, mode: str = "RGB") -> Preprocess:
-    """Describe a deterministic evaluation transform as a :class:`~visionkit.predict.Preprocess`.
+    """Describe a deterministic evaluation transform as a `Preprocess`.
 
-    Understands ``Compose``, :class:`ToFloatTensor`, ``ToImage``/``ToTensor``/``PILToTensor``,
-    ``ToDtype`` with scaling, ``Resize`` (shorter side, or an exact ``(h, w)``), square
-    ``CenterCrop``, ``Normalize`` and ``Grayscale(1)``, from ``transforms`` and
-    ``transforms.v2``.
-    ``None`` means ``ToTensor`` alone.
+    Understands ``Compose``, [`ToFloatTensor`][visionkit.data.presets.ToFloatTensor],
+    ``ToImage``/``ToTensor``/``PILToTensor``, ``ToDtype`` with scaling, ``Resize`` (shorter side, or
+    an exact ``(h, w)``), square ``CenterCrop``, ``Normalize`` and ``Grayscale(1)``, from
+    ``transforms`` and ``transforms.v2``. ``None`` means ``ToTensor`` alone.
 
     Args:
         transform: The evaluation transform.
@@ -348,7 +350,7 @@ def preprocess_from_transform(transform: Any, *, mode: str = "RGB") -> Preproces
 
     Raises:
         ConfigurationError: if the transform is random or holds a step a checkpoint cannot
-            describe; pass a :class:`~visionkit.predict.Preprocess` yourself then.
+            describe; pass a [`Preprocess`][visionkit.predict.Preprocess] yourself then.
     """
     fields: dict[str, Any] = {"mode": mode}
     for step in _steps(transform):

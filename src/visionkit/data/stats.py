@@ -24,17 +24,17 @@ def compute_mean_std(
 ) -> Stats:
     """Per-channel mean and standard deviation of a data set's pixels, in ``[0, 1]`` units.
 
-    The result is what ``Normalize`` needs (W3 computes CIFAR-10's, W2 uses MNIST's):
-    pass it to :meth:`visionkit.data.DataSplits.with_normalization` or a transform preset.
-    The standard deviation is the population one (NumPy's ``std``, ``ddof=0``) over every
-    pixel of every image.
+    The result is what ``Normalize`` needs (W3 computes CIFAR-10's, W2 uses MNIST's): pass it to
+    [`visionkit.data.DataSplits.with_normalization`][visionkit.data.DataSplits.with_normalization]
+    or a transform preset. The standard deviation is the population one (NumPy's ``std``,
+    ``ddof=0``) over every pixel of every image.
 
     It streams over ``data`` in batches, so it never holds the data set as floats:
 
-    * ``uint8`` images (a :class:`~visionkit.data.TensorImageDataset` or a ``uint8`` tensor)
-      are summed in exact integer arithmetic, scaled by 1/255 at the end; their own
+    * ``uint8`` images (a [`TensorImageDataset`][visionkit.data.TensorImageDataset] or a ``uint8``
+      tensor) are summed in exact integer arithmetic, scaled by 1/255 at the end; their own
       normalization and augmentation are ignored;
-    * any other data set (e.g. an :func:`~visionkit.data.image_folder` split) is read
+    * any other data set (e.g. an [`image_folder`][visionkit.data.image_folder] split) is read
       through its transform, one image at a time in float64, merged with Chan's
       parallel-variance formula.
 

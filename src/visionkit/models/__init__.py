@@ -1,10 +1,10 @@
 """Models: a registry of factories, the networks of the five workflows, any backbone.
 
-Every model is one call away with :func:`create_model`; your own models join the registry
-with :func:`register_model` and then work with the ``Trainer``, checkpoints and the
-``Predictor`` like the built-in ones. Every torchvision classifier (``"resnet50"``) and,
-with ``pip install "visionkit[timm]"``, every timm model (``"timm/convnext_tiny"``) is
-found by name too, with its head sized for ``num_classes``.
+Every model is one call away with [`create_model`][visionkit.models.create_model]; your own models
+join the registry with [`register_model`][visionkit.models.register_model] and then work with the
+``Trainer``, checkpoints and the ``Predictor`` like the built-in ones. Every torchvision classifier
+(``"resnet50"``) and, with ``pip install "visionkit-torch[timm]"``, every timm model
+(``"timm/convnext_tiny"``) is found by name too, with its head sized for ``num_classes``.
 """
 
 from visionkit.models._convnet import ConvNet, convnet, convnet_cifar

@@ -1,8 +1,8 @@
-"""Small convolutional classifiers: seed 004's MNIST ConvNet and seed 002's CIFAR-10 ConvNet.
+"""Small convolutional classifiers: W2's MNIST ConvNet and W4's CIFAR-10 ConvNet.
 
-Both are one configurable family, :class:`ConvNet`: a stack of 3x3 convolutions with max-pooling
-every ``pool_every`` convolutions, then fully connected layers. The two registered factories
-only differ in their defaults.
+Both are one configurable family, [`ConvNet`][visionkit.models.ConvNet]: a stack of 3x3 convolutions
+with max-pooling every ``pool_every`` convolutions, then fully connected layers. The two registered
+factories only differ in their defaults.
 """
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ class ConvNet(nn.Module):
     ``pool_every``-th convolution come ``MaxPool2d(2)`` and ``Dropout2d(dropout2d)``.
     ``classifier`` holds ``Linear -> activation -> Dropout(dropout)`` per ``hidden`` size and a
     last ``Linear`` to ``num_classes`` (followed by ``LogSoftmax`` when ``log_softmax=True``,
-    as in seed 004, which trains with ``NLLLoss``; ``CrossEntropyLoss`` gives the same loss on
-    log-probabilities, so either loss works).
+    as in the W2 tutorial, which trains with ``NLLLoss``; ``CrossEntropyLoss`` gives the same
+    loss on log-probabilities, so either loss works).
 
     The input size is fixed at construction; a batch of another shape raises
-    :class:`~visionkit.ConfigurationError` naming the argument to change.
+    [`ConfigurationError`][visionkit.ConfigurationError] naming the argument to change.
 
     Args:
         in_channels: Channels of the input images (1 for MNIST, 3 for CIFAR-10).
@@ -60,7 +60,7 @@ class ConvNet(nn.Module):
 
     Examples:
         >>> import torch
-        >>> model = ConvNet(1, 10)  # seed 004's network
+        >>> model = ConvNet(1, 10)  # W2's network
         >>> model(torch.zeros(2, 1, 28, 28)).shape
         torch.Size([2, 10])
         >>> sum(p.numel() for p in model.parameters())
@@ -173,9 +173,10 @@ def convnet(
     dropout: float = 0.25,
     log_softmax: bool = True,
 ) -> ConvNet:
-    """Seed 004's MNIST ConvNet: conv 16, conv 32, max-pool, dropout2d, fc 64, log-softmax.
+    """W2's MNIST ConvNet: conv 16, conv 32, max-pool, dropout2d, fc 64, log-softmax.
 
-    Every argument of :class:`ConvNet` can be changed, e.g. ``in_channels=3, input_size=32``.
+    Every argument of [`ConvNet`][visionkit.models.ConvNet] can be changed, e.g. ``in_channels=3,
+    input_size=32``.
     """
     return ConvNet(
         in_channels,
@@ -207,9 +208,9 @@ def convnet_cifar(
     hidden: Sequence[int] = (32,),
     dropout: float = 0.0,
 ) -> ConvNet:
-    """Seed 002's CIFAR-10 ConvNet: conv 16, conv 8 (3x3, padding 1), Tanh, max-pool, fc 32.
+    """W4's CIFAR-10 ConvNet: conv 16, conv 8 (3x3, padding 1), Tanh, max-pool, fc 32.
 
-    Logits out; seed 002's dropout and batch-norm variants are ``dropout2d=`` and
+    Logits out; the W4 tutorial's dropout and batch-norm variants are ``dropout2d=`` and
     ``batch_norm=True``. 18,090 parameters with ``num_classes=2``.
     """
     return ConvNet(

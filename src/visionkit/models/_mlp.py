@@ -1,4 +1,4 @@
-"""Fully connected classifiers (seed 001's MNIST MLP, seed 003's CIFAR MLP)."""
+"""Fully connected classifiers (the W1 MNIST MLP, the W3 CIFAR-10 MLP)."""
 
 from __future__ import annotations
 
@@ -129,5 +129,5 @@ def mlp(
     activation: str = "relu",
     dropout: float = 0.0,
 ) -> MLP:
-    """Build an :class:`MLP`; defaults are seed 001's 784-512-512-10 network."""
+    """Build an [`MLP`][visionkit.models.MLP]; defaults are W1's 784-512-512-10 network."""
     return MLP(in_features, hidden, num_classes, activation=activation, dropout=dropout)

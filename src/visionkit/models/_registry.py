@@ -1,12 +1,13 @@
 """The model registry: one name per model factory, as in timm.
 
 A factory is any callable that takes keyword arguments and returns an ``nn.Module``.
-:func:`create_model` records the name and the arguments on the module it returns, so that a
-checkpoint can rebuild the same architecture later (see :func:`model_spec`).
+[`create_model`][visionkit.models.create_model] records the name and the arguments on the module it
+returns, so that a checkpoint can rebuild the same architecture later (see
+[`model_spec`][visionkit.models.model_spec]).
 
 Besides the registered models, every torchvision classifier is found by name
 (``"resnet50"``, or ``"torchvision/resnet50"``, which no registered model can shadow), and
-every timm model as ``"timm/<name>"`` (see :mod:`visionkit.models.backbones`).
+every timm model as ``"timm/<name>"`` (see `visionkit.models.backbones`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ __all__ = [
 ]
 
 Library: TypeAlias = Literal["visionkit", "torchvision", "timm", "all"]
-"""Which models :func:`list_models` lists."""
+"""Which models [`list_models`][visionkit.models.list_models] lists."""
 
 _SPEC_ATTRIBUTE = "_visionkit_spec"
 _Factory = TypeVar("_Factory", bound=Callable[..., nn.Module])
@@ -69,8 +70,8 @@ def register_model(
         def _build(*, num_classes: int = 10) -> nn.Module: ...
 
     Registering a second factory under a name already taken raises
-    :class:`~visionkit.ConfigurationError`, so two projects cannot silently replace each
-    other's models.
+    [`ConfigurationError`][visionkit.ConfigurationError], so two projects cannot silently replace
+    each other's models.
     """
 
     def decorate(fn: _Factory) -> _Factory:
@@ -102,7 +103,7 @@ def get_model_factory(name: str) -> Callable[..., nn.Module]:
 
     A registered name comes first; then a torchvision classifier (bare or
     ``"torchvision/<name>"``) or a timm model (``"timm/<name>"``), whose factory is a
-    :class:`~visionkit.models.backbones.Backbone` (see :func:`add_library`).
+    `Backbone` (see `add_library`).
     """
     return _lookup(name)[1]
 
@@ -110,16 +111,16 @@ def get_model_factory(name: str) -> Callable[..., nn.Module]:
 def create_model(name: str, **kwargs: Any) -> nn.Module:
     """Build the model registered as ``name`` with keyword arguments ``kwargs``.
 
-    ``name`` may also be any torchvision classifier (``"resnet50"``,
-    ``"torchvision/resnet50"``) or, with ``pip install "visionkit[timm]"``, any timm model
-    (``"timm/convnext_tiny"``): their head is sized for ``num_classes``, ``weights=``
-    takes ``None``, ``"DEFAULT"``, a weights name or a local file, and
-    ``freeze_backbone=True`` trains the head only (see
-    :func:`~visionkit.models.torchvision_model` and :func:`~visionkit.models.timm_model`).
+    ``name`` may also be any torchvision classifier (``"resnet50"``, ``"torchvision/resnet50"``) or,
+    with ``pip install "visionkit-torch[timm]"``, any timm model (``"timm/convnext_tiny"``): their
+    head is sized for ``num_classes``, ``weights=`` takes ``None``, ``"DEFAULT"``, a weights name or
+    a local file, and ``freeze_backbone=True`` trains the head only (see
+    [`torchvision_model`][visionkit.models.torchvision_model] and
+    [`timm_model`][visionkit.models.timm_model]).
 
-    The returned module remembers its name (``"torchvision/resnet50"`` for a bare
-    torchvision name) and ``kwargs`` (:func:`model_spec`), which checkpoints store so
-    :meth:`visionkit.Predictor.from_checkpoint` can rebuild it.
+    The returned module remembers its name (``"torchvision/resnet50"`` for a bare torchvision name)
+    and ``kwargs`` ([`model_spec`][visionkit.models.model_spec]), which checkpoints store so
+    [`visionkit.Predictor.from_checkpoint`][visionkit.Predictor.from_checkpoint] can rebuild it.
 
     Examples:
         >>> from visionkit.models import create_model
@@ -148,7 +149,7 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
 
 
 def model_spec(model: nn.Module) -> ModelSpec | None:
-    """Return how ``model`` was built by :func:`create_model`, or ``None`` if it was not."""
+    """Return how ``model`` was built by `create_model`, or ``None`` if it was not."""
     spec = getattr(model, _SPEC_ATTRIBUTE, None)
     return spec if isinstance(spec, ModelSpec) else None
 
@@ -164,7 +165,7 @@ def list_models(pattern: str = "*", *, library: Library = "visionkit") -> list[s
             ``"timm"``: timm's models, as ``"timm/<name>"`` (needs timm); ``"all"``:
             those three lists one after the other (timm's only if it is installed).
 
-    Every name listed works with :func:`create_model`.
+    Every name listed works with [`create_model`][visionkit.models.create_model].
 
     Examples:
         >>> from visionkit.models import list_models
@@ -190,7 +191,7 @@ def list_models(pattern: str = "*", *, library: Library = "visionkit") -> list[s
 
 @dataclass(frozen=True)
 class ModelLibrary:
-    """Models of another library, found by ``"<prefix>/<name>"`` (see :func:`add_library`).
+    """Models of another library, found by ``"<prefix>/<name>"`` (see `add_library`).
 
     Attributes:
         find: The factory of a model name (without the prefix), or ``None``.
@@ -210,7 +211,7 @@ _LIBRARIES: dict[str, ModelLibrary] = {}
 def add_library(prefix: str, library: ModelLibrary) -> None:
     """Make the models of ``library`` available as ``"<prefix>/<name>"``.
 
-    :mod:`visionkit.models.backbones` adds ``"torchvision"`` and ``"timm"``.
+    `visionkit.models.backbones` adds ``"torchvision"`` and ``"timm"``.
     """
     _LIBRARIES[prefix] = library
 

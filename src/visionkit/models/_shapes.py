@@ -58,7 +58,7 @@ def format_shape(shape: Sequence[int]) -> str:
 
 
 def check_images(model: str, x: torch.Tensor, expected: tuple[int, int, int]) -> None:
-    """Raise a :class:`ConfigurationError` unless ``x`` is an ``(N, *expected)`` batch.
+    """Raise a `ConfigurationError` unless ``x`` is an ``(N, *expected)`` batch.
 
     Only Python-side shape comparisons: no device synchronisation, so it is free per step.
     """
@@ -98,7 +98,7 @@ def conv_output(size: int, *, kernel_size: int, padding: int, stride: int = 1) -
 
 
 def check_ints(*, least: int = 1, **values: int) -> None:
-    """Raise a :class:`ConfigurationError` naming the first value that is not an int >= least.
+    """Raise a `ConfigurationError` naming the first value that is not an int >= least.
 
     NumPy integers count as integers; ``bool`` does not.
     """

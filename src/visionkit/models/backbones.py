@@ -1,17 +1,18 @@
 """Any torchvision classifier, or any timm model, by name, with a head sized for your classes.
 
-:func:`~visionkit.models.create_model` finds them besides visionkit's own models:
+[`create_model`][visionkit.models.create_model] finds them besides visionkit's own models:
 ``"resnet50"`` or, unambiguously, ``"torchvision/resnet50"`` for every torchvision
 classifier, and ``"timm/convnext_tiny"`` for timm's models (``pip install
-"visionkit[timm]"``). Both take the same options:
+"visionkit-torch[timm]"``). Both take the same options:
 
 - ``num_classes``: the classification head is replaced for this many classes
-  (see :func:`output_layers` for where the head is, family by family);
+  (see [`output_layers`][visionkit.models.output_layers] for where the head is, family by family);
 - ``weights``: ``None`` (random), ``"DEFAULT"`` (the library's pretrained weights,
   downloaded once), a torchvision weights name, or the path of a local state-dict file;
-- ``freeze_backbone``: train the head only (:func:`~visionkit.models.freeze`).
+- ``freeze_backbone``: train the head only ([`freeze`][visionkit.models.freeze]).
 
-The created model records how its input should be prepared (:func:`preprocess_config`).
+The created model records how its input should be prepared
+([`preprocess_config`][visionkit.models.preprocess_config]).
 
 Examples:
     >>> from visionkit.models import create_model, preprocess_config, trainable_parameters
@@ -61,7 +62,7 @@ _PREPROCESS_ATTRIBUTE = "_visionkit_preprocess"
 _HEAD_ATTRIBUTES = ("fc", "classifier", "heads", "head")
 _AUX_HEADS = ("AuxLogits.fc", "aux1.fc2", "aux2.fc2")  # inception_v3, googlenet
 _AUX_MODELS = ("googlenet", "inception_v3")
-_TIMM_INSTALL = 'pip install "visionkit[timm]"'
+_TIMM_INSTALL = 'pip install "visionkit-torch[timm]"'
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,8 @@ class PreprocessConfig:
 def preprocess_config(model: nn.Module) -> PreprocessConfig | None:
     """How ``model``'s input should be prepared, or ``None`` if it was not recorded.
 
-    Recorded on every torchvision and timm model that :func:`~visionkit.models.create_model`
+    Recorded on every torchvision and timm model that
+    [`create_model`][visionkit.models.create_model]
     builds: the resize, crop, mean and std of its pretrained weights.
     """
     config = getattr(model, _PREPROCESS_ATTRIBUTE, None)
@@ -163,8 +165,9 @@ def torchvision_model(
             torchvision into its cache), or the path of a local state-dict file of the same
             architecture, with the 1000-class ImageNet head or one of ``num_classes``.
         pretrained: ``True`` is ``weights="DEFAULT"``.
-        freeze_backbone: Freeze everything but the head (:func:`output_layers`), batch
-            norm statistics included (:func:`~visionkit.models.freeze`).
+        freeze_backbone: Freeze everything but the head
+            ([`output_layers`][visionkit.models.output_layers]), batch norm statistics included
+            ([`freeze`][visionkit.models.freeze]).
         progress: Show torchvision's download progress bar.
         **kwargs: Passed to the torchvision builder (``dropout=``, ``image_size=`` for
             ViT, ...). ``inception_v3`` and ``googlenet`` are built with
@@ -209,7 +212,7 @@ def timm_model(
     freeze_backbone: bool = False,
     **kwargs: Any,
 ) -> nn.Module:
-    """A timm model with its head sized for ``num_classes`` (needs ``visionkit[timm]``).
+    """A timm model with its head sized for ``num_classes`` (needs ``visionkit-torch[timm]``).
 
     ``create_model("timm/convnext_tiny", ...)`` calls this.
 
@@ -263,7 +266,7 @@ class Backbone:
     name: str
 
     def __call__(self, **kwargs: Any) -> nn.Module:
-        """Build the model (see :func:`torchvision_model` and :func:`timm_model`)."""
+        """Build the model (see `torchvision_model` and `timm_model`)."""
         build = torchvision_model if self.library == "torchvision" else timm_model
         return build(self.name, **kwargs)
 

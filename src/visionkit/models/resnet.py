@@ -1,9 +1,9 @@
-"""Seed 002's deep residual network (``NetResDeep``) with distinct residual blocks.
+"""W4's deep residual network (``NetResDeep``) with distinct residual blocks.
 
-The seed builds its blocks with ``nn.Sequential(*(n_blocks * [ResBlock(n_chans)]))``: the list
-repeats *one* block object, so all ``n_blocks`` blocks share a single set of weights and the
-network is much smaller than it looks. :class:`ResNetDeep` creates a new :class:`ResBlock`
-for every position.
+The W4 tutorial builds its blocks with ``nn.Sequential(*(n_blocks * [ResBlock(n_chans)]))``:
+the list repeats *one* block object, so all ``n_blocks`` blocks share a single set of weights
+and the network is much smaller than it looks. [`ResNetDeep`][visionkit.models.ResNetDeep]
+creates a new [`ResBlock`][visionkit.models.ResBlock] for every position.
 """
 
 from __future__ import annotations
@@ -43,10 +43,10 @@ class ResBlock(nn.Module):
 
 
 class ResNetDeep(nn.Module):
-    """Seed 002's ``NetResDeep``: stem, ``n_blocks`` residual blocks, two linear layers.
+    """W4's ``NetResDeep``: stem, ``n_blocks`` residual blocks, two linear layers.
 
-    ``stem`` is ``Conv2d(3x3) -> ReLU -> MaxPool2d(2)``; ``blocks`` holds ``n_blocks``
-    independent :class:`ResBlock`\\ s; then ``MaxPool2d(2)``, flatten, and ``classifier``
+    ``stem`` is ``Conv2d(3x3) -> ReLU -> MaxPool2d(2)``; ``blocks`` holds ``n_blocks`` independent
+    [`ResBlock`][visionkit.models.ResBlock]\\ s; then ``MaxPool2d(2)``, flatten, and ``classifier``
     ``Linear(hidden) -> ReLU -> Linear(num_classes)`` returning logits.
 
     Args:
@@ -116,7 +116,7 @@ def resnet_deep(
     input_size: int | Sequence[int] = 32,
     hidden: int = 32,
 ) -> ResNetDeep:
-    """Seed 002's ``NetResDeep`` for 3x32x32 CIFAR-10 images: 32 channels, 10 residual blocks."""
+    """W4's ``NetResDeep`` for 3x32x32 CIFAR-10 images: 32 channels, 10 residual blocks."""
     return ResNetDeep(
         in_channels,
         num_classes,

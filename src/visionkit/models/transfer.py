@@ -97,8 +97,8 @@ def make_head(
 def find_head(model: nn.Module, *, attr: str | None = None) -> tuple[str, nn.Module]:
     """Return ``(attribute name, module)`` of the classification head of ``model``.
 
-    The head is the first of :data:`HEAD_ATTRIBUTES` (or ``attr``) that holds a ``Linear``
-    layer. Raises :class:`~visionkit.ConfigurationError` when there is none.
+    The head is the first of `HEAD_ATTRIBUTES` (or ``attr``) that holds a ``Linear``
+    layer. Raises [`ConfigurationError`][visionkit.ConfigurationError] when there is none.
     """
     names = (attr,) if attr else HEAD_ATTRIBUTES
     for name in names:
@@ -121,7 +121,7 @@ def replace_head(
     log_softmax: bool = False,
     attr: str | None = None,
 ) -> _Module:
-    """Replace the classification head of ``model`` by a new :func:`make_head`; return ``model``.
+    """Replace the classification head of ``model`` by a new `make_head`; return ``model``.
 
     The old head is replaced from its first ``Linear`` layer on: layers before it that only
     reshape or normalize (a ``Flatten``, a ``LayerNorm``, a ``Dropout``) stay. The new head
@@ -132,11 +132,11 @@ def replace_head(
     Args:
         model: The network; changed in place.
         num_classes: Number of outputs of the new head.
-        hidden: Hidden sizes of the new head (see :func:`make_head`).
+        hidden: Hidden sizes of the new head (see [`make_head`][visionkit.models.make_head]).
         dropout: Dropout probability in the new head.
         activation: Activation after each hidden layer.
         log_softmax: End the head with ``LogSoftmax``.
-        attr: Name of the head attribute; default: the first of :data:`HEAD_ATTRIBUTES`.
+        attr: Name of the head attribute; default: the first of `HEAD_ATTRIBUTES`.
 
     Examples:
         >>> import torchvision
@@ -174,9 +174,9 @@ def freeze(module: _Module) -> _Module:
     ``model.train()``, which the ``Trainer`` calls every epoch, leaves it alone, so its
     running mean and variance are used, never updated. Frozen means bitwise unchanged.
 
-    The layer keeps its class for every ``isinstance`` check, its state-dict keys and its
-    printed name; only its ``train()`` changes. Frozen models pickle, ``deepcopy`` and
-    ``torch.save`` like any other, and come back frozen. :func:`unfreeze` undoes all of it.
+    The layer keeps its class for every ``isinstance`` check, its state-dict keys and its printed
+    name; only its ``train()`` changes. Frozen models pickle, ``deepcopy`` and ``torch.save`` like
+    any other, and come back frozen. [`unfreeze`][visionkit.models.unfreeze] undoes all of it.
 
     Examples:
         >>> import torchvision
@@ -195,8 +195,8 @@ def freeze(module: _Module) -> _Module:
 def unfreeze(module: _Module) -> _Module:
     """Make every parameter of ``module`` trainable again; return it.
 
-    Normalization layers frozen by :func:`freeze` follow ``train()`` and ``eval()`` again
-    and take the current mode of ``module`` (training, after ``model.train()``).
+    Normalization layers frozen by [`freeze`][visionkit.models.freeze] follow ``train()`` and
+    ``eval()`` again and take the current mode of ``module`` (training, after ``model.train()``).
     """
     module.requires_grad_(True)
     for layer in module.modules():
@@ -221,10 +221,10 @@ def is_frozen(module: nn.Module) -> bool:
 class _KeepsEvalMode(nn.Module):
     """Mixed into a frozen normalization layer's class: ``train()`` keeps it in eval mode.
 
-    :func:`freeze` swaps the layer's class for a subclass ``(_KeepsEvalMode, original)``
-    made once per original class (:func:`_frozen_class`). Pickling and ``deepcopy`` store
-    the original class and rebuild the frozen one on load (:func:`_new_frozen`), so the
-    made-up class never has to be importable by name.
+    [`freeze`][visionkit.models.freeze] swaps the layer's class for a subclass ``(_KeepsEvalMode,
+    original)`` made once per original class (`_frozen_class`). Pickling and ``deepcopy`` store the
+    original class and rebuild the frozen one on load (`_new_frozen`), so the made-up class never
+    has to be importable by name.
     """
 
     unfrozen_class: type[nn.Module]

@@ -1,4 +1,4 @@
-"""VGG16 transfer learning (seed 000): a frozen ImageNet feature extractor with a new head.
+"""VGG16 transfer learning (W5): a frozen ImageNet feature extractor with a new head.
 
 Weights come from torchvision's ``VGG16_Weights`` (downloaded once into the torch hub cache)
 or, offline, from a local state-dict file. Only the feature extractor's weights are used:
@@ -57,14 +57,14 @@ class VGG16Transfer(nn.Module):
 
     The module layout (``features``, ``avgpool``, ``classifier``) and the ``features.*``
     state-dict keys are torchvision's, so torchvision VGG16 weight files load directly.
-    The head is :func:`~visionkit.models.make_head` on the 25,088 pooled features:
+    The head is [`make_head`][visionkit.models.make_head] on the 25,088 pooled features:
     ``Linear(hidden) -> ReLU -> Dropout -> Linear(num_classes) [-> LogSoftmax]``.
 
     Args:
         num_classes: Number of outputs of the new head.
         hidden: Hidden size(s) of the head, or ``None`` for a single ``Linear``.
         dropout: Dropout probability in the head.
-        log_softmax: End with ``LogSoftmax`` and train with ``NLLLoss``, as seed 000 does
+        log_softmax: End with ``LogSoftmax`` and train with ``NLLLoss``, as the W5 tutorial does
             (``CrossEntropyLoss`` gives the same loss on log-probabilities).
         weights: ``None`` (random features), a ``VGG16_Weights`` member or its name
             (``"DEFAULT"``, ``"IMAGENET1K_V1"``, ``"IMAGENET1K_FEATURES"``; downloaded by
@@ -244,7 +244,7 @@ def vgg16_transfer(
     freeze_features: bool = True,
     progress: bool = True,
 ) -> VGG16Transfer:
-    """Seed 000's VGG16 transfer model for 3x224x224 images (see :class:`VGG16Transfer`).
+    """W5's VGG16 transfer model for 3x224x224 images (see `VGG16Transfer`).
 
     Defaults: 102 Oxford flower classes, head 25088-4096-102 with dropout 0.2 and
     log-softmax, random features. Pass ``weights="DEFAULT"`` for ImageNet features (needs

@@ -2,20 +2,19 @@
 
 A checkpoint is one ``torch.save`` file holding a dict of plain values and tensors:
 
-=================  ==================================================================
-key                contents
-=================  ==================================================================
-``format``         ``"visionkit-checkpoint"``
-``format_version`` integer, :data:`FORMAT_VERSION` when written by this visionkit
-``versions``       visionkit and torch versions that wrote it
-``model``          registry ``name`` and constructor ``kwargs`` (``None`` if the model
-                   was not built with ``create_model``), and the class name
-``state_dict``     the model's weights
-``classes``        class names, index = label
-``preprocess``     how raw images become model input (:class:`Preprocess` as a dict)
-``metrics``        the metrics of the epoch it was saved at
-``trainer_state``  optional: optimizer, scheduler, callbacks, counters and RNG states
-=================  ==================================================================
+| key | contents |
+| --- | --- |
+| ``format`` | ``"visionkit-checkpoint"`` |
+| ``format_version`` | integer, [`FORMAT_VERSION`][visionkit.predict.FORMAT_VERSION] when written |
+| ``versions`` | visionkit and torch versions that wrote it |
+| ``model`` | registry ``name``, ``kwargs`` (``None`` unless built by ``create_model``), class |
+| ``state_dict`` | the model's weights |
+| ``classes`` | class names, index = label |
+| ``preprocess`` | how raw images become input ([`Preprocess`][visionkit.predict.Preprocess]) |
+| ``metrics`` | the metrics of the epoch it was saved at |
+| ``trainer_state`` | optional: optimizer, scheduler, callbacks, counters and RNG states |
+| ``averaged_weights`` | optional: EMA / SWA weights (``state_dict`` then holds the raw ones) |
+| ``averaging`` | optional: how, e.g. ``{"kind": "ema", "decay": 0.999, "steps": 1200}`` |
 
 It is only ever read with ``torch.load(weights_only=True)``, which refuses to build
 arbitrary Python objects, so a file crafted to run code when unpickled fails to load
@@ -34,21 +33,24 @@ import warnings
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
 
 import torch
 from torch import nn
 
 from visionkit._images import Preprocess
 from visionkit._version import __version__
-from visionkit.exceptions import CheckpointError
+from visionkit.exceptions import CheckpointError, ConfigurationError
 
 __all__ = [
+    "AVERAGED_WEIGHTS",
+    "AVERAGING",
     "FORMAT",
     "FORMAT_VERSION",
     "Preprocess",
     "atomic_save",
     "atomic_write",
+    "checkpoint_weights",
     "load_checkpoint",
     "load_weights",
     "make_checkpoint",
@@ -61,6 +63,11 @@ __all__ = [
 FORMAT = "visionkit-checkpoint"
 FORMAT_VERSION = 1
 """Version of the checkpoint format this visionkit writes; it reads this and older ones."""
+AVERAGED_WEIGHTS = "averaged_weights"
+"""Key of the averaged weights (EMA / SWA) in a checkpoint, beside the raw ``state_dict``."""
+AVERAGING = "averaging"
+"""Key of the description of how ``averaged_weights`` were averaged."""
+WeightsChoice = Literal["averaged", "raw"]
 _SAFE_SCALARS = (type(None), bool, int, float, str)
 _ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_PROTO = b"\x80"  # the legacy (pre-zip) torch.save format starts with a pickle
@@ -102,7 +109,7 @@ def make_checkpoint(
 def save_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """Check that ``checkpoint`` holds only safe types and finite weights, then write it.
 
-    The write is atomic (see :func:`atomic_save`): whatever happens, ``path`` holds either
+    The write is atomic (see `atomic_save`): whatever happens, ``path`` holds either
     the previous file or the complete new one.
 
     Raises:
@@ -112,6 +119,7 @@ def save_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike[str]) ->
     """
     _check_safe(checkpoint, "checkpoint")
     bad = non_finite_tensors(checkpoint.get("state_dict", {}))
+    bad += non_finite_tensors(checkpoint.get(AVERAGED_WEIGHTS) or {})
     if bad:
         raise CheckpointError(
             f"refused to write checkpoint {path}: the weights {bad[:5]} hold NaN or infinite "
@@ -147,7 +155,7 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
 
     A crash at any moment leaves either the old file or the new one, never half a file.
     A failed write (disk full, file-size limit, folder not writable) removes the temporary
-    file and raises :class:`~visionkit.exceptions.CheckpointError` saying what happened;
+    file and raises [`CheckpointError`][visionkit.CheckpointError] saying what happened;
     ``path`` keeps its previous contents.
     """
     return atomic_write(path, functools.partial(torch.save, obj), kind="checkpoint")
@@ -161,7 +169,7 @@ def atomic_write(
     The file is flushed and fsynced, renamed over ``path`` with ``os.replace`` and the
     folder is fsynced, so ``path`` holds either its previous contents or all of the new
     ones. On failure the temporary file is removed and a
-    :class:`~visionkit.exceptions.CheckpointError` says what happened, calling the file
+    [`CheckpointError`][visionkit.CheckpointError] says what happened, calling the file
     a ``kind`` (``"checkpoint"``, ``"exported model"``).
 
     A ``path`` that is a folder is refused before anything is written. A ``path`` that is
@@ -198,11 +206,11 @@ def atomic_write(
 
 
 TEMP_SUFFIX = ".tmp"
-"""Suffix of the temporary files :func:`atomic_write` makes (``.<name>.<random>.tmp``)."""
+"""Suffix of the temporary files `atomic_write` makes (``.<name>.<random>.tmp``)."""
 
 
 def remove_stale_temporaries(folder: Path, pattern: str = "*.ckpt") -> None:
-    """Delete the temporary files that killed :func:`atomic_write` calls left in ``folder``.
+    """Delete the temporary files that killed `atomic_write` calls left in ``folder``.
 
     Only the names it makes for targets matching ``pattern`` are touched
     (``.<name>.<random>.tmp``); a finished or failed write never leaves one behind.
@@ -271,15 +279,46 @@ def load_checkpoint(
         raise CheckpointError(
             f"{path} has checkpoint format version {version}, but this visionkit "
             f"({__version__}) reads versions up to {FORMAT_VERSION}: upgrade visionkit "
-            "(pip install -U visionkit)"
+            "(pip install -U visionkit-torch)"
         )
     _check_layout(checkpoint, path)
     return checkpoint
 
 
-def load_weights(model: nn.Module, checkpoint: Mapping[str, Any], *, source: str = "") -> None:
-    """Load the checkpoint's weights into ``model``, or explain why they do not fit."""
-    state = checkpoint["state_dict"]
+def checkpoint_weights(
+    checkpoint: Mapping[str, Any], weights: WeightsChoice = "averaged"
+) -> dict[str, torch.Tensor]:
+    """The weights of ``checkpoint``: the averaged ones or the raw training ones.
+
+    ``weights="averaged"`` gives the averaged weights (EMA / SWA) when the checkpoint has
+    them and its ``state_dict`` otherwise; ``"raw"`` always gives the ``state_dict``.
+
+    Raises:
+        ConfigurationError: if ``weights`` is neither ``"averaged"`` nor ``"raw"``.
+    """
+    if weights not in ("averaged", "raw"):
+        raise ConfigurationError(
+            f"weights must be 'averaged' (the EMA / SWA weights when the checkpoint has them) "
+            f"or 'raw' (the training weights), got {weights!r}"
+        )
+    averaged = checkpoint.get(AVERAGED_WEIGHTS)
+    state: dict[str, torch.Tensor] = checkpoint["state_dict"]
+    return averaged if weights == "averaged" and averaged is not None else state
+
+
+def load_weights(
+    model: nn.Module,
+    checkpoint: Mapping[str, Any],
+    *,
+    source: str = "",
+    weights: WeightsChoice = "raw",
+) -> None:
+    """Load the checkpoint's weights into ``model``, or explain why they do not fit.
+
+    ``weights="raw"`` loads the training weights (what resuming needs); ``"averaged"``
+    the averaged ones when the checkpoint has them (see `checkpoint_weights`).
+    """
+    state = checkpoint_weights(checkpoint, weights)
     target = unwrap_model(model)
     own = target.state_dict()
     missing = sorted(set(own) - set(state))
@@ -397,6 +436,15 @@ def _check_layout(checkpoint: dict[str, Any], path: Path) -> None:
         raise CheckpointError(
             f"{path} claims to be a visionkit checkpoint but has no 'model' description "
             f"(found {type(model).__name__}); the file is damaged"
+        )
+    averaged = checkpoint.get(AVERAGED_WEIGHTS)
+    if averaged is not None and not (
+        isinstance(averaged, dict)
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in averaged.items())
+    ):
+        raise CheckpointError(
+            f"{path} has an '{AVERAGED_WEIGHTS}' entry that is not a dict of tensors (found "
+            f"{type(averaged).__name__}); the file is damaged"
         )
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
+from typing_extensions import Unpack
 
 from visionkit._checks import check_int, describe
 from visionkit._device import resolve_device
@@ -19,7 +20,8 @@ from visionkit._images import ImageInput, Preprocess, image_files
 from visionkit._seed import get_rng_state, set_rng_state
 from visionkit.data._datasets import check_classes
 from visionkit.exceptions import CheckpointError, ConfigurationError, DataError, VisionKitError
-from visionkit.predict.checkpoint import load_checkpoint, load_weights
+from visionkit.predict._export import ExportOptions, export_model, exported_parts
+from visionkit.predict.checkpoint import WeightsChoice, load_checkpoint, load_weights
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -82,7 +84,8 @@ class Predictor:
         model: The trained model.
         classes: Class names, index = label.
         preprocess: How raw images become model input.
-        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ... (see :func:`visionkit.resolve_device`).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ... (see
+            [`resolve_device`][visionkit.resolve_device]).
         precision: ``"32"``, or ``"bf16"`` / ``"16"`` to run under autocast on CUDA (ignored
             on other devices).
 
@@ -138,6 +141,7 @@ class Predictor:
         *,
         model: nn.Module | None = None,
         precision: str = "32",
+        weights: WeightsChoice = "averaged",
     ) -> Predictor:
         """Rebuild the model saved in a visionkit checkpoint and wrap it in a ``Predictor``.
 
@@ -145,6 +149,11 @@ class Predictor:
         ``model`` for a model that was not built with ``create_model``. The file is read
         with ``torch.load(weights_only=True)``, so it cannot run code. Loading leaves the
         caller's random number generators exactly as they were.
+
+        A checkpoint of a run with [`EMA`][visionkit.callbacks.EMA] or
+        [`SWA`][visionkit.callbacks.SWA] holds the averaged weights beside the raw training
+        ones: they are loaded unless ``weights="raw"``. Other checkpoints have one set of
+        weights, loaded either way.
 
         Raises:
             CheckpointError: if the file is missing, corrupt, unsafe, from a newer
@@ -154,7 +163,7 @@ class Predictor:
         checkpoint = load_checkpoint(path)
         if model is None:
             model = _rebuild(checkpoint, path)
-        load_weights(model, checkpoint, source=str(path))
+        load_weights(model, checkpoint, source=str(path), weights=weights)
         predictor = cls(
             model,
             classes=_classes(checkpoint, path),
@@ -164,6 +173,19 @@ class Predictor:
         )
         predictor._check_class_count(checkpoint, path)
         return predictor
+
+    @classmethod
+    def from_exported(
+        cls, path: str | os.PathLike[str], device: str | torch.device = "cpu"
+    ) -> Predictor:
+        """A ``Predictor`` over an exported file, with the names and preprocessing it holds.
+
+        The file is one that [`export`][visionkit.Predictor.export] wrote. An ONNX file runs
+        in ONNX Runtime on the CPU (the ``onnx`` extra), and its predictions can be compared
+        with the checkpoint's ([`check_onnx_parity`][visionkit.predict.check_onnx_parity]).
+        """
+        model, classes, preprocess = exported_parts(path)
+        return cls(model, classes=classes, preprocess=preprocess, device=device)
 
     def _check_class_count(self, checkpoint: dict[str, Any], path: str | os.PathLike[str]) -> None:
         """Refuse class names that cannot name the model's outputs, naming the file."""
@@ -213,7 +235,7 @@ class Predictor:
     def predict(
         self, inputs: Any, *, top_k: int = 1, batch_size: int = 64
     ) -> Prediction | list[Prediction]:
-        """Predict one image (returns a :class:`Prediction`) or many (a list, in order).
+        """Predict one image (a [`Prediction`][visionkit.Prediction]) or many (a list, in order).
 
         Args:
             inputs: One image, a folder, a list of images, or a batch tensor.
@@ -283,6 +305,16 @@ class Predictor:
         """Turn one raw image (or an already preprocessed tensor) into model input."""
         tensor, raw = self._convert(item)
         return self.preprocess.normalize(tensor) if raw else tensor
+
+    def export(self, path: str | os.PathLike[str], **options: Unpack[ExportOptions]) -> Path:
+        """Export the model with its class names and preprocessing: ``.onnx``, ``.pt2``, ...
+
+        The options are those of [`visionkit.predict.export`][visionkit.predict.export]: ``format``,
+        ``example_input``, ``dynamic_batch`` and ``check``.
+        """
+        return export_model(
+            self.model, path, classes=self.classes, preprocess=self.preprocess, **options
+        )
 
     def _logits(self, items: Sequence[Any], batch_size: int) -> torch.Tensor:
         batch_size = check_int("batch_size", batch_size, least=1)

@@ -1,10 +1,10 @@
 """Per-step metric bookkeeping that costs a list append: batches are reduced in groups.
 
-Updating a :class:`ClassificationMetrics` costs a handful of small tensor operations, which
-on a CPU is a visible share of a small model's training step. ``BatchGroups`` keeps the
-detached outputs, labels and losses of up to ``group_size`` batches and reduces them into
-the metrics with one concatenation, so the per-step cost is a few list appends and the
-results are the same sums. Its state (sums and the batches not yet reduced) travels in
+Updating a [`ClassificationMetrics`][visionkit.training.ClassificationMetrics] costs a handful of
+small tensor operations, which on a CPU is a visible share of a small model's training step.
+``BatchGroups`` keeps the detached outputs, labels and losses of up to ``group_size`` batches and
+reduces them into the metrics with one concatenation, so the per-step cost is a few list appends and
+the results are the same sums. Its state (sums and the batches not yet reduced) travels in
 checkpoints, so a resumed run reduces the same groups as an uninterrupted one.
 """
 
@@ -36,7 +36,7 @@ class BatchGroups:
 
     @property
     def empty(self) -> bool:
-        """Whether no batch was added since the last :meth:`reset`."""
+        """Whether no batch was added since the last `reset`."""
         return self.metrics is None and not self._outputs
 
     def reset(self) -> None:
@@ -53,7 +53,7 @@ class BatchGroups:
             self.reduce()
 
     def reduce(self) -> ClassificationMetrics | None:
-        """Fold the pending batches into :attr:`metrics` and return it."""
+        """Fold the pending batches into `metrics` and return it."""
         if not self._outputs:
             return self.metrics
         logits = self._outputs[0] if len(self._outputs) == 1 else torch.cat(self._outputs)
@@ -79,7 +79,7 @@ class BatchGroups:
         }
 
     def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
-        """Restore :meth:`state_dict`'s result, moving tensors to ``device``."""
+        """Restore `state_dict`'s result, moving tensors to ``device``."""
         self.reset()
         if state["sums"] is not None:
             self.metrics = ClassificationMetrics(

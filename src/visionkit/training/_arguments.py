@@ -236,7 +236,7 @@ def _check_monitor(monitor: Any) -> None:
 
 
 def _check_callbacks(callbacks: Any) -> list[Callback]:
-    """``callbacks`` as a new list, each checked to be a :class:`Callback` instance."""
+    """``callbacks`` as a new list, each checked to be a `Callback` instance."""
     if callbacks is None:
         return []
     if isinstance(callbacks, Callback):

@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from visionkit._device import move_to_device
 from visionkit.data._datasets import TensorImageDataset
+from visionkit.data._loaders import EpochLoader, make_loader
 from visionkit.exceptions import ConfigurationError
 from visionkit.predict.checkpoint import Preprocess
 
@@ -23,6 +24,7 @@ __all__ = [
     "check_not_empty",
     "compute_loss",
     "describe_data",
+    "eval_loader",
     "num_outputs",
     "unpack",
 ]
@@ -169,3 +171,19 @@ def _preprocess_of(dataset: Any) -> Preprocess | None:
         )
     described = getattr(dataset, "preprocess", None)
     return described if isinstance(described, Preprocess) else None
+
+
+def eval_loader(trainer: Trainer, data: Data | None, batch_size: int) -> EpochLoader | None:
+    """The loader of validation or test ``data`` (``None`` for no data), in order."""
+    if data is None:
+        return None
+    loader = make_loader(
+        data,
+        batch_size,
+        shuffle=False,
+        device=trainer.device,
+        num_workers=trainer.num_workers,
+        rank=trainer.rank,
+        world_size=trainer.world_size,
+    )
+    return trainer._strategy.eval_loader(loader, data)

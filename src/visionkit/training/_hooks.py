@@ -21,7 +21,7 @@ Hook = Callable[..., None]
 class Hooks:
     """Calls hooks on a list of callbacks (the list is shared, not copied).
 
-    Until :meth:`activate` (and after :meth:`reset`) every callback's method is called; once
+    Until `activate` (and after `reset`) every callback's method is called; once
     active, only the methods a callback overrides are, so empty hooks cost nothing.
     """
 
@@ -38,7 +38,7 @@ class Hooks:
         self._active = {}
 
     def overriding(self, hook: str) -> list[Hook]:
-        """The active methods for ``hook`` (empty before :meth:`activate`)."""
+        """The active methods for ``hook`` (empty before `activate`)."""
         return self._active.get(hook, [])
 
     def wants(self, hook: str) -> bool:

@@ -204,7 +204,7 @@ def evaluate(
 ) -> ClassificationMetrics:
     """Evaluate ``trainer.model`` on ``loader`` (validation or test): hooks, metrics, modes.
 
-    With ``tta`` the outputs are :func:`flip_averaged` log-probabilities.
+    With ``tta`` the outputs are `flip_averaged` log-probabilities.
     """
     was_training = trainer.model.training
     trainer.model.eval()

@@ -2,7 +2,7 @@
 
 On the CPU each loss is read as soon as it is computed. On an accelerator, reading a value
 on the host waits for every queued kernel, so the per-step flags are recorded on the device
-and read together at the next log interval, checkpoint or epoch end (:meth:`FiniteGuard.flush`).
+and read together at the next log interval, checkpoint or epoch end (`FiniteGuard.flush`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ class FiniteGuard:
 
     Args:
         model: The model being trained (a DDP wrapper is looked through).
-        defer: Record the per-step flags on the device and read them at :meth:`flush`
+        defer: Record the per-step flags on the device and read them at `flush`
             instead of reading every loss on the host.
     """
 
@@ -42,7 +42,7 @@ class FiniteGuard:
         batch: int,
         step: int,
     ) -> None:
-        """Raise :class:`NonFiniteLossError` if ``loss`` is not finite (or record the flag)."""
+        """Raise `NonFiniteLossError` if ``loss`` is not finite (or record the flag)."""
         if self.defer:
             self._pending.append(torch.isfinite(loss))
         elif not math.isfinite(float(loss)):
@@ -61,7 +61,7 @@ class FiniteGuard:
             self._raise(math.nan, epoch, first_batch + bad, step)
 
     def check_weights(self, where: str, *, epoch: int, step: int) -> None:
-        """Raise :class:`NonFiniteLossError` if any weight is NaN or infinite."""
+        """Raise `NonFiniteLossError` if any weight is NaN or infinite."""
         weights = self._nonfinite_weights()
         if weights:
             raise NonFiniteLossError(

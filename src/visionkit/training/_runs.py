@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from visionkit.callbacks.checkpoint import ModelCheckpoint
 from visionkit.exceptions import CheckpointError, ConfigurationError
 from visionkit.predict.checkpoint import load_checkpoint
 
+if TYPE_CHECKING:
+    from visionkit.training.trainer import Trainer
+
 __all__ = [
     "check_resume_from",
+    "checkpoint_path",
     "claim_run_dir",
     "latest_run_dir",
     "newest_checkpoint",
     "resume_target",
     "run_dir",
+    "trainer_run_dir",
 ]
 
 _ATTEMPTS = 10_000
@@ -137,3 +143,25 @@ def _version(path: Path) -> int | None:
 def _next_version(root: Path) -> int:
     versions = [v for p in root.glob("version_*") if (v := _version(p)) is not None]
     return max(versions, default=-1) + 1
+
+
+def trainer_run_dir(trainer: Trainer, resume_from: Any) -> Path | None:
+    """The trainer's run folder, claimed by rank 0 when a checkpoint callback writes there."""
+    wanted = any(isinstance(c, ModelCheckpoint) and c.dirpath is None for c in trainer.callbacks)
+    if not wanted or not trainer.is_global_zero:
+        return None
+    return run_dir(trainer.default_root_dir, resume_from)
+
+
+def checkpoint_path(trainer: Trainer, ckpt: str | os.PathLike[str]) -> Path:
+    """``ckpt`` as a path: ``"best"`` and ``"last"`` are this run's (rank 0's) checkpoints."""
+    if ckpt in ("best", "last"):
+        path = trainer.best_checkpoint if ckpt == "best" else trainer.last_checkpoint
+        path = trainer._strategy.broadcast_object(path)  # only rank 0 saved it
+        if path is None:
+            raise ConfigurationError(
+                f"ckpt={ckpt!r} but no checkpoint was saved in this run: train with a "
+                "ModelCheckpoint callback first, or pass a checkpoint path"
+            )
+        return Path(path)
+    return Path(ckpt)

@@ -1,12 +1,12 @@
 """Preemption: SIGTERM and Ctrl-C during ``fit`` end with a checkpoint of the exact step.
 
-A scheduler (SLURM, Kubernetes, a spot instance, ``torchrun``) stops a job with SIGTERM and
-may start it again. While ``fit`` runs, the first SIGTERM or SIGINT asks the loop to stop
-after the optimizer step in progress; the processes agree on that step, rank 0 writes
-``last.ckpt`` of exactly that point (atomically, like every checkpoint), the callbacks'
-``on_exception`` hooks run, and ``fit`` ends with :class:`TrainingPreempted` (SIGTERM: the
-process exits with status ``128 + 15``) or ``KeyboardInterrupt`` (Ctrl-C). A second signal
-stops at once. The handlers exist only while ``fit`` runs; the ones before are put back.
+A scheduler (SLURM, Kubernetes, a spot instance, ``torchrun``) stops a job with SIGTERM and may
+start it again. While ``fit`` runs, the first SIGTERM or SIGINT asks the loop to stop after the
+optimizer step in progress; the processes agree on that step, rank 0 writes ``last.ckpt`` of exactly
+that point (atomically, like every checkpoint), the callbacks' ``on_exception`` hooks run, and
+``fit`` ends with [`TrainingPreempted`][visionkit.training.TrainingPreempted] (SIGTERM: the process
+exits with status ``128 + 15``) or ``KeyboardInterrupt`` (Ctrl-C). A second signal stops at once.
+The handlers exist only while ``fit`` runs; the ones before are put back.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A checkpoint written inside an epoch resumes at the next batch with the same random
 numbers: visionkit's loaders skip batches without drawing any, and a ``DataLoader`` you
-built is replayed from the random states of the epoch's start (:class:`DataReplay`).
+built is replayed from the random states of the epoch's start (`DataReplay`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from visionkit.predict.checkpoint import load_checkpoint, load_weights
 if TYPE_CHECKING:
     from visionkit.training.trainer import Trainer
 
-__all__ = ["DataReplay", "restore_state", "trainer_state"]
+__all__ = ["DataReplay", "restore_state", "resume", "trainer_state"]
 
 
 class DataReplay:
@@ -82,7 +82,7 @@ class DataReplay:
         }
 
     def load_state_dict(self, state: dict[str, Any] | None) -> None:
-        """Restore what :meth:`state_dict` returned (``None``: a checkpoint without it)."""
+        """Restore what `state_dict` returned (``None``: a checkpoint without it)."""
         state = state or {"generators": [], "epoch_start": None}
         for generator, generator_state in zip(self.generators(), state["generators"], strict=False):
             generator.set_state(generator_state)
@@ -140,3 +140,11 @@ def restore_state(trainer: Trainer, path: str | os.PathLike[str]) -> dict[str, A
     trainer._data_replay.load_state_dict(state.get("data"))
     set_rng_state(state["rng"])
     return checkpoint
+
+
+def resume(trainer: Trainer, path: str | os.PathLike[str]) -> None:
+    """Restore ``trainer`` from ``path`` and tell the callbacks (``on_load_checkpoint``)."""
+    checkpoint = restore_state(trainer, path)
+    trainer._resume_batch = trainer.batch_in_epoch
+    trainer._hooks.reset()
+    trainer._hooks.call("on_load_checkpoint", trainer, checkpoint)

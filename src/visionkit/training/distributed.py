@@ -1,10 +1,11 @@
 """Multi-process training on ``torch.distributed``: DDP under ``torchrun``, with exact metrics.
 
-The :class:`~visionkit.Trainer` asks a *strategy* for everything that differs between one
-process and many: the device, the model wrapper, the loaders' shards, metric reduction and
-the agreement on when to stop. :class:`Strategy` is the single-process one (every method is
-a no-op); :class:`DDPStrategy` runs PyTorch's ``DistributedDataParallel`` on a process
-group (NCCL on CUDA, gloo on CPU) that it creates from the environment ``torchrun`` sets.
+The [`Trainer`][visionkit.Trainer] asks a *strategy* for everything that differs between one process
+and many: the device, the model wrapper, the loaders' shards, metric reduction and the agreement on
+when to stop. [`Strategy`][visionkit.training.Strategy] is the single-process one (every method is a
+no-op); [`DDPStrategy`][visionkit.training.DDPStrategy] runs PyTorch's ``DistributedDataParallel``
+on a process group (NCCL on CUDA, gloo on CPU) that it creates from the environment ``torchrun``
+sets.
 
 Examples:
     >>> resolve_strategy("auto").world_size  # not launched by torchrun: one process
@@ -108,7 +109,7 @@ def torchrun_env(environ: Mapping[str, str] | None = None) -> TorchrunEnv | None
 
 
 class Strategy:
-    """One process on one device: the default, and the base of :class:`DDPStrategy`.
+    """One process on one device: the default, and the base of `DDPStrategy`.
 
     Every method is what the trainer calls at a fixed point; here they do nothing, so a
     single-process run pays nothing for distributed support.
@@ -160,7 +161,7 @@ class Strategy:
         """Wait until every process gets here."""
 
     def teardown(self) -> None:
-        """Release what :meth:`setup` created (the process group, if it created one)."""
+        """Release what `setup` created (the process group, if it created one)."""
 
     def abort(self) -> None:
         """After an exception: tear down at once so the other processes fail, not hang."""
@@ -329,7 +330,7 @@ class DDPStrategy(Strategy):
 def sync_batchnorm(model: nn.Module) -> nn.Module:
     """``model`` with every ``BatchNorm`` converted to ``SyncBatchNorm``; frozen stays frozen.
 
-    A layer frozen by :func:`~visionkit.models.freeze` (no trainable parameter) is frozen
+    A layer frozen by [`freeze`][visionkit.models.freeze] (no trainable parameter) is frozen
     again after the conversion, so its running statistics still never move.
     """
     frozen = {
@@ -346,12 +347,12 @@ def sync_batchnorm(model: nn.Module) -> nn.Module:
 
 
 def resolve_strategy(strategy: StrategyName | Strategy = "auto") -> Strategy:
-    """Turn a strategy name into a :class:`Strategy`.
+    """Turn a strategy name into a [`Strategy`][visionkit.training.Strategy].
 
-    ``"auto"`` picks :class:`DDPStrategy` when the process was launched by ``torchrun``
-    with more than one process (or joined a process group of several), else the
-    single-process :class:`Strategy`. ``"ddp"`` always means DDP (also with one process);
-    ``"single_device"`` never does.
+    ``"auto"`` picks [`DDPStrategy`][visionkit.training.DDPStrategy] when the process was launched
+    by ``torchrun`` with more than one process (or joined a process group of several), else the
+    single-process [`Strategy`][visionkit.training.Strategy]. ``"ddp"`` always means DDP (also with
+    one process); ``"single_device"`` never does.
 
     Args:
         strategy: ``"auto"``, ``"ddp"``, ``"single_device"`` or a strategy instance.
@@ -395,7 +396,7 @@ def _check_sharded(data: Any, world_size: int) -> None:
 
 
 class _CappedLoader:
-    """An :class:`EpochLoader` that stops after ``steps`` batches of the wrapped one."""
+    """An `EpochLoader` that stops after ``steps`` batches of the wrapped one."""
 
     def __init__(self, loader: EpochLoader, steps: int) -> None:
         self.loader = loader

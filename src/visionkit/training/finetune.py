@@ -37,10 +37,11 @@ def fine_tune(
 ) -> Trainer:
     """Train the head for ``freeze_epochs`` with the backbone frozen, then everything.
 
-    The optimizer is ``AdamW`` over :func:`~visionkit.callbacks.fine_tune_param_groups`
-    (discriminative rates: the first layer group trains ``lr_mult`` times slower than the
-    head) and :class:`~visionkit.callbacks.FineTune` drives the rates and the freezing.
-    Checkpoints, resume and every other ``Trainer`` option work as with ``fit``.
+    The optimizer is ``AdamW`` over
+    [`fine_tune_param_groups`][visionkit.callbacks.fine_tune_param_groups] (discriminative rates:
+    the first layer group trains ``lr_mult`` times slower than the head) and
+    [`FineTune`][visionkit.callbacks.FineTune] drives the rates and the freezing. Checkpoints,
+    resume and every other ``Trainer`` option work as with ``fit``.
 
     Args:
         model: A network with a classification head, e.g.
@@ -59,7 +60,7 @@ def fine_tune(
             by the ``Trainer``).
         resume_from: A checkpoint of an earlier ``fine_tune`` run to continue exactly,
             before or after the unfreeze point.
-        **trainer_options: Any other :class:`~visionkit.Trainer` argument (``device``,
+        **trainer_options: Any other [`Trainer`][visionkit.Trainer] argument (``device``,
             ``precision``, ``default_root_dir``, ...).
 
     Returns:

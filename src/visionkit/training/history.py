@@ -65,7 +65,7 @@ class History:
         return {"epochs": [dict(e) for e in self.epochs]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a history saved with :meth:`state_dict`."""
+        """Restore a history saved with [`state_dict`][visionkit.History.state_dict]."""
         self.epochs = [dict(e) for e in state["epochs"]]
 
     def plot(self, *, path: str | os.PathLike[str] | None = None) -> Figure:

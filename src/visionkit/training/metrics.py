@@ -20,9 +20,10 @@ __all__ = ["ClassificationMetrics", "EvaluationReport"]
 class ClassificationMetrics:
     """Exact loss, accuracy, top-k accuracy and confusion matrix over many batches.
 
-    Sums are kept as tensors on the batches' device and read once in :meth:`compute`, so
-    accumulating never synchronizes the host with a GPU. Every sample counts once, whatever
-    the batch sizes (a smaller last batch is weighted by its size, not as a full batch).
+    Sums are kept as tensors on the batches' device and read once in
+    [`compute`][visionkit.training.ClassificationMetrics.compute], so accumulating never
+    synchronizes the host with a GPU. Every sample counts once, whatever the batch sizes (a smaller
+    last batch is weighted by its size, not as a full batch).
 
     Args:
         num_classes: Number of classes (the width of the model's output).
@@ -139,7 +140,7 @@ class ClassificationMetrics:
         ]
 
     def report(self, classes: Sequence[str] | None = None) -> EvaluationReport:
-        """Everything accumulated, as an :class:`EvaluationReport`."""
+        """Everything accumulated, as an [`EvaluationReport`][visionkit.EvaluationReport]."""
         values = self.compute()
         matrix = self.confusion_matrix()
         names = list(classes) if classes is not None else [str(i) for i in range(self.num_classes)]
@@ -194,8 +195,8 @@ def _target_ranks(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 class EvaluationReport:
     """Overall, top-k and per-class accuracy with the confusion matrix.
 
-    ``print(report)`` shows a table like seed 001's per-class accuracy printout;
-    :meth:`to_json` saves it.
+    ``print(report)`` shows a table like the W1 tutorial's per-class accuracy printout;
+    [`to_json`][visionkit.EvaluationReport.to_json] saves it.
 
     Attributes:
         loss: Mean loss per sample (``nan`` when no loss was computed).

@@ -11,7 +11,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import nn
@@ -22,7 +22,7 @@ from visionkit._threads import default_num_threads, num_threads
 from visionkit.callbacks.base import Callback
 from visionkit.callbacks.checkpoint import ModelCheckpoint
 from visionkit.data._loaders import EpochLoader, make_loader
-from visionkit.exceptions import ConfigurationError, NonFiniteLossError
+from visionkit.exceptions import NonFiniteLossError
 from visionkit.predict.checkpoint import (
     Preprocess,
     load_checkpoint,
@@ -32,19 +32,33 @@ from visionkit.predict.checkpoint import (
 )
 from visionkit.training._accumulate import BatchGroups
 from visionkit.training._arguments import LossFunction, Precision, check_arguments
-from visionkit.training._batches import Data, check_not_empty, class_names, describe_data
+from visionkit.training._batches import (
+    Data,
+    check_not_empty,
+    class_names,
+    describe_data,
+    eval_loader,
+)
 from visionkit.training._compile import CompiledForward
 from visionkit.training._hooks import Hooks, configure_callbacks
 from visionkit.training._loop import EpochLoop, evaluate
 from visionkit.training._numerics import FiniteGuard
-from visionkit.training._runs import check_resume_from, resume_target, run_dir
+from visionkit.training._runs import (
+    check_resume_from,
+    checkpoint_path,
+    resume_target,
+    trainer_run_dir,
+)
 from visionkit.training._signals import Preemption
-from visionkit.training._state import DataReplay, restore_state, trainer_state
+from visionkit.training._state import DataReplay, resume, trainer_state
 from visionkit.training._stopping import StopRule
 from visionkit.training.distributed import Strategy, StrategyName, resolve_strategy, torchrun_env
 from visionkit.training.history import History
 from visionkit.training.lr_finder import LRFinderResult, lr_find
 from visionkit.training.metrics import ClassificationMetrics, EvaluationReport
+
+if TYPE_CHECKING:
+    from visionkit.predict.interpretation import Interpretation
 
 __all__ = ["NonFiniteLossError", "Trainer"]
 
@@ -75,10 +89,10 @@ class Trainer:
             > 0, or ``None``: no limit).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or a device of
             those types (not ``"meta"``), resolved before the model is moved.
-        callbacks: Callbacks; a :class:`~visionkit.callbacks.ModelCheckpoint` and a
-            :class:`~visionkit.callbacks.ProgressBar` are added unless you pass your own or
+        callbacks: Callbacks; a [`ModelCheckpoint`][visionkit.callbacks.ModelCheckpoint] and a
+            [`ProgressBar`][visionkit.callbacks.ProgressBar] are added unless you pass your own or
             switch them off.
-        log_every_n_steps: Report running training metrics every N steps (seed 004 logs
+        log_every_n_steps: Report running training metrics every N steps (the W2 tutorial logs
             every 10 batches); ``None`` reports once per epoch.
         precision: ``"32"``, ``"bf16"`` (autocast) or ``"16"`` (autocast with a
             ``GradScaler`` on CUDA).
@@ -93,10 +107,10 @@ class Trainer:
             (``<dir>/version_N/checkpoints``).
         enable_checkpointing: Add a default ``ModelCheckpoint`` if none is given.
         enable_progress_bar: Add a default ``ProgressBar`` if none is given.
-        check_finite: Stop with :class:`NonFiniteLossError` when the loss is NaN or inf
-            (checked every step; the message says whether the inputs, the weights or the
-            outputs went first) or the weights are (checked at each epoch end). Checkpoints
-            are never written with non-finite weights, whatever this is set to.
+        check_finite: Stop with [`NonFiniteLossError`][visionkit.NonFiniteLossError] when the loss
+            is NaN or inf (checked every step; the message says whether the inputs, the weights or
+            the outputs went first) or the weights are (checked at each epoch end). Checkpoints are
+            never written with non-finite weights, whatever this is set to.
         top_k: Extra top-k accuracies to report in evaluation (e.g. ``(5,)``); a single
             integer ``k`` means ``(k,)``, ``()`` reports none.
         channels_last: Use the channels-last memory format (faster convolutions on GPU).
@@ -105,24 +119,23 @@ class Trainer:
             says why and training goes on eagerly. Checkpoints hold the uncompiled model.
         strategy: ``"auto"`` (DDP when launched by ``torchrun`` with several processes),
             ``"ddp"``, ``"single_device"`` or a
-            :class:`~visionkit.training.distributed.DDPStrategy`; see the distributed guide.
+            [`DDPStrategy`][visionkit.training.DDPStrategy]; see the distributed guide.
         num_threads: CPU threads torch uses while ``fit``, ``validate`` and ``test`` run
             (restored afterwards). ``None`` picks them on the CPU: the cores this process
             may really use (a container's CPU quota counts) shared among the ``torchrun``
             processes of this machine, and never more than torch would use on its own;
             an ``OMP_NUM_THREADS`` you set is kept. See
-            :func:`~visionkit.training.default_num_threads`.
+            [`default_num_threads`][visionkit.training.default_num_threads].
 
-        handle_signals: While ``fit`` runs, the first SIGTERM or Ctrl-C stops training after
-            the optimizer step in progress, writes ``last.ckpt`` of that exact point and
-            ends ``fit`` with :class:`~visionkit.training.TrainingPreempted` (SIGTERM) or
-            ``KeyboardInterrupt``; a second signal stops at once. ``False`` leaves signals
-            alone.
+        handle_signals: While ``fit`` runs, the first SIGTERM or Ctrl-C stops training after the
+            optimizer step in progress, writes ``last.ckpt`` of that exact point and ends ``fit``
+            with [`TrainingPreempted`][visionkit.training.TrainingPreempted] (SIGTERM) or
+            ``KeyboardInterrupt``; a second signal stops at once. ``False`` leaves signals alone.
 
     Raises:
         ConfigurationError: if an argument has the wrong type or is out of its range (a
             count of ``1.5``, ``True`` or NaN, a negative ``max_time`` or clipping value, a
-            callback that is not a :class:`~visionkit.callbacks.Callback`, ...). Every
+            callback that is not a [`Callback`][visionkit.callbacks.Callback], ...). Every
             argument is checked before the model is moved to ``device``.
 
     Examples:
@@ -216,7 +229,7 @@ class Trainer:
         self._reset_run_state()
 
     def _reset_run_state(self) -> None:
-        """The state of a run that has not started; :mod:`._state` saves and restores it."""
+        """The state of a run that has not started; `_state` saves and restores it."""
         self.history = History()
         self.epoch = self.global_step = self.batch_in_epoch = self.num_train_batches = 0
         self.should_stop = False
@@ -244,7 +257,7 @@ class Trainer:
 
     @property
     def checkpoint_callback(self) -> ModelCheckpoint | None:
-        """The first :class:`~visionkit.callbacks.ModelCheckpoint`, or ``None``."""
+        """The first [`ModelCheckpoint`][visionkit.callbacks.ModelCheckpoint], or ``None``."""
         return next((c for c in self.callbacks if isinstance(c, ModelCheckpoint)), None)
 
     @property
@@ -293,14 +306,14 @@ class Trainer:
                 unchanged continues it.
 
         Returns:
-            The :class:`~visionkit.training.History` of per-epoch metrics: ``train_*``,
-            ``val_*``, ``lr`` and ``epoch_time``. ``lr`` is the first parameter group's
-            learning rate at the end of the epoch, before an epoch scheduler steps: the
-            rate the epoch trained with under ``scheduler_interval="epoch"``, and under
-            ``"step"`` the rate after the epoch's last scheduler step, which the next step
-            uses (:class:`~visionkit.callbacks.LearningRateMonitor` logs every step's). An
-            epoch cut short by ``max_steps`` or ``max_time`` gets a row; once resumed and
-            finished, that row is replaced, so there is one row per epoch.
+            The [`History`][visionkit.History] of per-epoch metrics: ``train_*``, ``val_*``, ``lr``
+            and ``epoch_time``. ``lr`` is the first parameter group's learning rate at the end of
+            the epoch, before an epoch scheduler steps: the rate the epoch trained with under
+            ``scheduler_interval="epoch"``, and under ``"step"`` the rate after the epoch's last
+            scheduler step, which the next step uses
+            ([`LearningRateMonitor`][visionkit.callbacks.LearningRateMonitor] logs every step's). An
+            epoch cut short by ``max_steps`` or ``max_time`` gets a row; once resumed and finished,
+            that row is replaced, so there is one row per epoch.
         """
         describe_data(self, train)
         train_loader = make_loader(
@@ -316,18 +329,20 @@ class Trainer:
         )
         self._data_replay.loader = train_loader
         train_loader = self._strategy.train_loader(train_loader, train)
-        val_loader = self._eval_loader(val, val_batch_size or batch_size)
+        val_loader = eval_loader(self, val, val_batch_size or batch_size)
         check_not_empty(train_loader, "training")
         check_not_empty(val_loader, "validation")
         if self.monitor is None:
             self.monitor = "val_loss" if val is not None else "train_loss"
         check_resume_from(resume_from)
-        configure_callbacks(self, self._strategy.broadcast_object(self._run_dir(resume_from)))
+        configure_callbacks(
+            self, self._strategy.broadcast_object(trainer_run_dir(self, resume_from))
+        )
         folder = getattr(self.checkpoint_callback, "dirpath", None)
         target = resume_target(resume_from, folder) if self.is_global_zero else None
         target = self._strategy.broadcast_object(target)  # rank 0's choice, on every rank
         if target is not None:
-            self._resume(target)
+            resume(self, target)
         self.num_train_batches = len(train_loader)
         self._hooks = Hooks(self.callbacks)
         self._hooks.activate()
@@ -362,7 +377,7 @@ class Trainer:
 
     def validate(self, data: Data, *, batch_size: int = 256) -> dict[str, float]:
         """Evaluate on ``data`` and return ``val_loss``, ``val_accuracy`` (and top-k)."""
-        loader = self._eval_loader(data, batch_size)
+        loader = eval_loader(self, data, batch_size)
         assert loader is not None
         with num_threads(self._thread_count()):
             metrics = evaluate(self, loader, "validation")
@@ -388,9 +403,9 @@ class Trainer:
                 averaged probabilities.
         """
         if ckpt is not None:
-            self.load_weights(self._checkpoint_path(ckpt))
+            self.load_weights(checkpoint_path(self, ckpt))
         describe_data(self, data)
-        loader = self._eval_loader(data, batch_size)
+        loader = eval_loader(self, data, batch_size)
         assert loader is not None
         self._hooks = Hooks(self.callbacks)
         self._hooks.activate()
@@ -407,9 +422,9 @@ class Trainer:
     ) -> Path:
         """Write a checkpoint with the weights, metadata and full trainer state (atomic).
 
-        Pending non-finite loss checks are settled first and the weights are checked, so a
-        NaN or infinite weight never reaches a file (:class:`NonFiniteLossError` instead).
-        Under DDP only rank 0 writes; the other processes return ``path`` at once.
+        Pending non-finite loss checks are settled first and the weights are checked, so a NaN or
+        infinite weight never reaches a file ([`NonFiniteLossError`][visionkit.NonFiniteLossError]
+        instead). Under DDP only rank 0 writes; the other processes return ``path`` at once.
         """
         self._flush_finite_checks()
         if not self.is_global_zero:
@@ -425,13 +440,30 @@ class Trainer:
         self._hooks.call("on_save_checkpoint", self, checkpoint)
         return save_checkpoint(checkpoint, path)
 
-    def load_weights(self, path: str | os.PathLike[str]) -> None:
-        """Load only the model weights of a checkpoint (the caller's RNG is untouched)."""
+    def load_weights(
+        self, path: str | os.PathLike[str], *, weights: Literal["averaged", "raw"] = "averaged"
+    ) -> None:
+        """Load only the model weights of a checkpoint (the caller's RNG is untouched).
+
+        A checkpoint of a run with [`EMA`][visionkit.callbacks.EMA] or
+        [`SWA`][visionkit.callbacks.SWA] gives its averaged weights (those it was validated
+        with) unless ``weights="raw"``.
+        """
         checkpoint = load_checkpoint(path, map_location=self.device)
-        load_weights(self.model, checkpoint, source=str(path))
+        load_weights(self.model, checkpoint, source=str(path), weights=weights)
+
+    def interpret(self, data: Data, *, batch_size: int = 256) -> Interpretation:
+        """Evaluate the model as it is now on ``data``, once, to see what it gets wrong.
+
+        Returns an [`Interpretation`][visionkit.predict.Interpretation]: per-sample losses,
+        ``plot_top_losses``, ``plot_confusion_matrix`` and ``most_confused``.
+        """
+        from visionkit.predict.interpretation import Interpretation
+
+        return Interpretation.from_trainer(self, data, batch_size=batch_size)
 
     def lr_find(self, train: Data, **options: Any) -> LRFinderResult:
-        """Sweep the learning rate over ``train`` and suggest one (:func:`.lr_find`).
+        """Sweep the learning rate over ``train`` and suggest one (`lr_find`).
 
         The model, optimizer, random generators and callbacks are left as they were.
         """
@@ -473,45 +505,6 @@ class Trainer:
 
     def _check_weights_finite(self, where: str) -> None:
         self._finite.check_weights(where, epoch=self.epoch, step=self.global_step)
-
-    def _eval_loader(self, data: Data | None, batch_size: int) -> EpochLoader | None:
-        if data is None:
-            return None
-        loader = make_loader(
-            data,
-            batch_size,
-            shuffle=False,
-            device=self.device,
-            num_workers=self.num_workers,
-            rank=self.rank,
-            world_size=self.world_size,
-        )
-        return self._strategy.eval_loader(loader, data)
-
-    def _checkpoint_path(self, ckpt: str | os.PathLike[str]) -> Path:
-        if ckpt in ("best", "last"):
-            path = self.best_checkpoint if ckpt == "best" else self.last_checkpoint
-            path = self._strategy.broadcast_object(path)  # only rank 0 saved it
-            if path is None:
-                raise ConfigurationError(
-                    f"ckpt={ckpt!r} but no checkpoint was saved in this run: train with a "
-                    "ModelCheckpoint callback first, or pass a checkpoint path"
-                )
-            return Path(path)
-        return Path(ckpt)
-
-    def _run_dir(self, resume_from: Any) -> Path | None:
-        """This run's folder, claimed by rank 0 when a checkpoint callback writes there."""
-        wanted = any(isinstance(c, ModelCheckpoint) and c.dirpath is None for c in self.callbacks)
-        if not wanted or not self.is_global_zero:
-            return None
-        return run_dir(self.default_root_dir, resume_from)
-
-    def _resume(self, path: str | os.PathLike[str]) -> None:
-        checkpoint = restore_state(self, path)
-        self._resume_batch = self.batch_in_epoch
-        self._hooks.reset()
-        self._hooks.call("on_load_checkpoint", self, checkpoint)
 
     def __repr__(self) -> str:
         return (

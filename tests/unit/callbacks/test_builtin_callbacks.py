@@ -102,7 +102,7 @@ def test_tensorboard_missing_names_the_extra(monkeypatch: pytest.MonkeyPatch) ->
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_tensorboard)
-    with pytest.raises(ConfigurationError, match=r'pip install "visionkit\[tensorboard\]"'):
+    with pytest.raises(ConfigurationError, match=r'pip install "visionkit-torch\[tensorboard\]"'):
         TensorBoardLogger("runs")
 
 

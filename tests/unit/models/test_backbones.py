@@ -375,5 +375,5 @@ def test_unknown_timm_names_suggest_timm_names(timm: Any) -> None:
 
 def test_timm_names_without_timm_say_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(__import__("sys").modules, "timm", None)  # import timm fails
-    with pytest.raises(ConfigurationError, match=r'pip install "visionkit\[timm\]"'):
+    with pytest.raises(ConfigurationError, match=r'pip install "visionkit-torch\[timm\]"'):
         create_model("timm/convnext_tiny", num_classes=5)

@@ -49,5 +49,15 @@ def test_export_a_bare_model_needs_an_example(tmp_path: Path) -> None:
 
 
 def test_unknown_format(mlp_checkpoint: Path, tmp_path: Path) -> None:
-    with pytest.raises(ConfigurationError, match=r"format must be .* got 'onnx'"):
-        export(mlp_checkpoint, tmp_path / "m.onnx", format="onnx")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match=r"format must be .* got 'tflite'"):
+        export(mlp_checkpoint, tmp_path / "m.tflite", format="tflite")  # type: ignore[arg-type]
+
+
+def test_predictor_export_and_from_exported(mlp_checkpoint: Path, tmp_path: Path) -> None:
+    predictor = Predictor.from_checkpoint(mlp_checkpoint, device="cpu")
+    path = predictor.export(tmp_path / "model.pt2")  # torch.export, by the suffix
+    deployed = Predictor.from_exported(path)
+    assert deployed.classes == predictor.classes
+    assert deployed.preprocess == predictor.preprocess
+    images = torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8)
+    assert torch.allclose(deployed.predict_proba(images), predictor.predict_proba(images))

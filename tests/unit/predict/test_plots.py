@@ -119,7 +119,7 @@ def test_missing_matplotlib_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> 
     for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes "import matplotlib" fail
-    with pytest.raises(ConfigurationError, match=r'pip install "visionkit\[plot\]"'):
+    with pytest.raises(ConfigurationError, match=r'pip install "visionkit-torch\[plot\]"'):
         plot_history(_history())
     with pytest.raises(ConfigurationError, match="matplotlib"):
         plot_confusion_matrix(_report())
