@@ -90,8 +90,44 @@ def run_demo(
     print(f"\ntest accuracy {report.accuracy:.2%} in {time.monotonic() - started:.1f}s")
     print("outputs:")
     for path in outputs:
-        print(f"  {Path(str(path)).resolve()}")
+        print(f"  {_shown(Path(str(path)))}")
     return report.accuracy
+
+
+def _shown(path: Path) -> Path:
+    """``path`` relative to the working folder when it is inside it, else absolute."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path.resolve()
+
+
+def _demo_dir(output_dir: str | None, *, overwrite: bool) -> Path:
+    """The demo's output folder: a new ``visionkit-demo/run_N``, or the one asked for.
+
+    A folder given with ``--output-dir`` that already holds files is refused unless
+    ``--overwrite``, so a run never replaces an earlier run's checkpoints unasked.
+    """
+    if output_dir is not None:
+        folder = Path(output_dir)
+        if folder.is_dir() and any(folder.iterdir()) and not overwrite:
+            raise ConfigurationError(
+                f"--output-dir {folder} already holds files of an earlier run: pass "
+                "--overwrite to write into it anyway, or leave --output-dir out to get a "
+                "new visionkit-demo/run_N"
+            )
+        return folder
+    root = Path("visionkit-demo")
+    root.mkdir(exist_ok=True)
+    number = 0
+    while True:
+        candidate = root / f"run_{number}"
+        try:
+            candidate.mkdir()  # only one run can create it
+        except FileExistsError:
+            number += 1
+            continue
+        return candidate
 
 
 def _try_plot(predictor: object, dataset: object, path: Path) -> Path | None:
@@ -224,10 +260,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"visionkit {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="train and test an MLP on the bundled MNIST sample")
-    demo.add_argument("--output-dir", default="visionkit-demo", help="where outputs go")
-    demo.add_argument("--epochs", type=int, default=20)
+    demo.add_argument(
+        "--output-dir",
+        default=None,
+        help="where outputs go; default: a new visionkit-demo/run_N for every run",
+    )
+    demo.add_argument(
+        "--overwrite", action="store_true", help="write into an --output-dir that holds files"
+    )
+    demo.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
     demo.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=int, default=0, help="seed of the split and the weights")
     predict = commands.add_parser(
         "predict",
         help="predict image files and folders with a checkpoint or an exported model",
@@ -273,10 +316,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``visionkit`` command; returns the exit status."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    if not (sys.argv[1:] if argv is None else argv):
+        parser.print_help()
+        return EXIT_OK
+    args = parser.parse_args(argv)
     try:
         if args.command == "demo":
-            run_demo(args.output_dir, epochs=args.epochs, device=args.device, seed=args.seed)
+            output = _demo_dir(args.output_dir, overwrite=args.overwrite)
+            run_demo(output, epochs=args.epochs, device=args.device, seed=args.seed)
             return EXIT_OK
         return _predict(args)
     except VisionKitError as error:

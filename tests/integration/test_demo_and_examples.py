@@ -28,8 +28,10 @@ def test_demo_reaches_90_percent_and_lists_its_outputs(
     assert "val_loss improved to" in printed  # validation progress and best checkpoint
     assert "class         accuracy  correct/total" in printed  # per-class table
     assert "predictions of the saved checkpoint" in printed
+    listed = printed.split("outputs:\n", 1)[1].split()
     for name in ("checkpoints/best.ckpt", "checkpoints/last.ckpt", "test_report.json"):
-        assert str((tmp_path / "demo" / name).resolve()) in printed
+        shown = next(line for line in listed if line.endswith(f"demo/{name}"))
+        assert (Path.cwd() / shown).resolve() == (tmp_path / "demo" / name).resolve()
     assert (tmp_path / "demo" / "predictions.png").stat().st_size > 10_000
     assert load_checkpoint(tmp_path / "demo/checkpoints/best.ckpt")["model"]["name"] == "mlp"
 
@@ -60,3 +62,24 @@ def test_w1_example_smoke(tmp_path: Path) -> None:
     assert (out / "checkpoints" / "best.ckpt").is_file()
     assert json.loads((out / "test_report.json").read_text())["num_samples"] == 1000
     assert (out / "predictions.png").stat().st_size > 10_000
+
+
+def test_demo_runs_never_overwrite_each_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--epochs", "1", "--device", "cpu"]) == 0
+    first = (tmp_path / "visionkit-demo/run_0/checkpoints/best.ckpt").read_bytes()
+    assert "visionkit-demo/run_0/checkpoints/best.ckpt" in capsys.readouterr().out
+    assert main(["demo", "--epochs", "1", "--device", "cpu", "--seed", "1"]) == 0
+    assert "visionkit-demo/run_1/test_report.json" in capsys.readouterr().out
+    assert (tmp_path / "visionkit-demo/run_0/checkpoints/best.ckpt").read_bytes() == first
+    used = ["demo", "--epochs", "1", "--device", "cpu", "--output-dir", "visionkit-demo/run_0"]
+    assert main(used) == 2
+    assert "already holds files of an earlier run: pass --overwrite" in capsys.readouterr().err
+    assert (tmp_path / "visionkit-demo/run_0/checkpoints/best.ckpt").read_bytes() == first
+
+
+def test_visionkit_alone_prints_the_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 0
+    assert "usage: visionkit" in capsys.readouterr().out

@@ -459,7 +459,7 @@ class Predictor:
     def plot_topk(
         self, image: ImageInput, *, top_k: int = 5, path: str | os.PathLike[str] | None = None
     ) -> Figure:
-        """The image beside a bar chart of its ``top_k`` class probabilities (seed 000)."""
+        """The image beside a bar chart of its ``top_k`` class probabilities (W5)."""
         from visionkit.plots import plot_topk
 
         model_input = self.to_input(image)
