@@ -17,7 +17,6 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 import torch
 
 WORKER = textwrap.dedent(
@@ -75,7 +74,6 @@ def _torchrun(tmp_path: Path, out: Path, kill_at: int) -> subprocess.CompletedPr
     return subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
 
 
-@pytest.mark.slow  # three torchrun launches; on a loaded 2-core machine gloo may not connect
 def test_killed_worker_restarted_by_torchrun_ends_bitwise_as_uninterrupted(
     tmp_path: Path, count: Callable[..., None]
 ) -> None:

@@ -25,6 +25,8 @@ from typing import Any, Literal, TypeVar
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.distributed_c10d import PrefixStore
+from torch.distributed.rendezvous import rendezvous
 from torch.utils.data import DataLoader, DistributedSampler, IterableDataset
 
 from visionkit.data._loaders import EpochLoader, SeededSampler
@@ -244,7 +246,17 @@ class DDPStrategy(Strategy):
         backend = self.backend or ("nccl" if device.type == "cuda" else "gloo")
         if device.type == "cuda":
             torch.cuda.set_device(env.local_rank % torch.cuda.device_count())
-        dist.init_process_group(backend, timeout=self.timeout)
+        restart = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+        if restart is None:
+            dist.init_process_group(backend, timeout=self.timeout)
+        else:
+            # After a torchrun restart the rendezvous store may still hold the previous
+            # attempt's addresses; a prefix per attempt keeps the new group from using them.
+            store, rank, world_size = next(rendezvous("env://", timeout=self.timeout))
+            attempt = PrefixStore(f"visionkit/attempt_{restart}/", store)
+            dist.init_process_group(
+                backend, store=attempt, rank=rank, world_size=world_size, timeout=self.timeout
+            )
         self._owns_group = True
         atexit.register(self.teardown)
 
