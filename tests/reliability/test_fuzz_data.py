@@ -930,7 +930,13 @@ def raw_images(draw: st.DrawFn) -> Any:
     if kind == "pil":
         mode = draw(st.sampled_from(MODES))
         rgb = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
-        return rgb.convert(mode) if mode not in ("I;16", "PA") else Image.new(mode, (width, height))
+        if mode in ("I;16", "PA"):
+            return Image.new(mode, (width, height))
+        if mode in ("I", "F"):  # deep images as they come from files: 16-bit range, or [0, 1]
+            grey = np.asarray(rgb.convert("L"))
+            deep = grey.astype(np.int32) * 257 if mode == "I" else grey.astype(np.float32) / 255
+            return Image.fromarray(deep, mode)
+        return rgb.convert(mode)
     channels = draw(st.sampled_from([None, 1, 3, 4]))
     shape = (height, width) if channels is None else (height, width, channels)
     array = rng.integers(0, 256, shape, dtype=np.uint8)
@@ -943,6 +949,10 @@ def raw_images(draw: st.DrawFn) -> Any:
 def _as_pil(image: Any) -> Image.Image:
     """The PIL image a raw array or tensor stands for (``H x W x C`` / ``C x H x W``)."""
     if isinstance(image, Image.Image):
+        if image.mode in ("I", "F"):  # visionkit scales these to 8 bits (documented)
+            values = np.asarray(image, dtype=np.float64)
+            scaled = (values / 257 if image.mode == "I" else values * 255).round()
+            return Image.fromarray(scaled.astype(np.uint8))
         return image
     array = image.numpy() if isinstance(image, torch.Tensor) else image
     if isinstance(image, torch.Tensor) and array.ndim == 3:
