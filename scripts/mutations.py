@@ -255,7 +255,7 @@ MUTATIONS = [
         "src/visionkit/training/_runs.py",
         "            candidate.mkdir()\n",
         "            candidate.mkdir(exist_ok=True)\n",
-        ("tests/reliability/test_preemption.py::test_runs_started_together_get_different_folders",),
+        (T + "test_runs.py",),
     ),
     Mutation(
         "resume_from='auto' picks the newest file",

@@ -67,3 +67,14 @@ def test_a_fresh_run_claims_a_new_folder(tmp_path: Path) -> None:
 def test_resume_from_of_the_wrong_type_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match=r"resume_from must be a checkpoint path, 'auto'"):
         _trainer(tmp_path).fit(_data(), batch_size=16, resume_from=3)  # type: ignore[arg-type]
+
+
+def test_a_folder_another_run_claimed_first_is_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from visionkit.training import _runs
+
+    # two runs that both looked before either created a folder: both think 0 is free
+    monkeypatch.setattr(_runs, "_next_version", lambda root: 0)
+    first, second = _runs.claim_run_dir(tmp_path), _runs.claim_run_dir(tmp_path)
+    assert (first.name, second.name) == ("version_0", "version_1")
