@@ -6,6 +6,8 @@ import argparse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from visionkit.training._runs import claim_run_dir as _claim
+
 OUTPUTS = Path("outputs")
 
 
@@ -56,22 +58,8 @@ def parse_example_args(
 
 
 def claim_run_dir(root: Path) -> Path:
-    """Create and return the first free ``root/run_N``.
-
-    ``mkdir`` without ``exist_ok`` succeeds for exactly one process, so two runs started
-    together get different folders.
-    """
-    root.mkdir(parents=True, exist_ok=True)
-    taken = [int(p.name[4:]) for p in root.glob("run_*") if p.name[4:].isdigit()]
-    number = max(taken, default=-1) + 1
-    while True:
-        candidate = root / f"run_{number}"
-        try:
-            candidate.mkdir()
-        except FileExistsError:
-            number += 1
-            continue
-        return candidate
+    """Create and return the first free ``root/run_N``, as the demo does (one per run)."""
+    return _claim(root, prefix="run_")
 
 
 def checked_output_dir(path: Path, *, overwrite: bool) -> Path:

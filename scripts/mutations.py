@@ -267,7 +267,7 @@ MUTATIONS = [
     Mutation(
         "a signal stops inside an accumulation group",
         "src/visionkit/training/_loop.py",
-        "if t._stop.in_epoch(batch_index, stepped=last or self._stepped(batch_index)):",
+        "if t._stop.in_epoch(batch_index, stepped=last or group_done):",
         "if t._stop.in_epoch(batch_index, stepped=True):",
         (
             "tests/reliability/test_preemption.py"

@@ -117,17 +117,9 @@ def _demo_dir(output_dir: str | None, *, overwrite: bool) -> Path:
                 "new visionkit-demo/run_N"
             )
         return folder
-    root = Path("visionkit-demo")
-    root.mkdir(exist_ok=True)
-    number = 0
-    while True:
-        candidate = root / f"run_{number}"
-        try:
-            candidate.mkdir()  # only one run can create it
-        except FileExistsError:
-            number += 1
-            continue
-        return candidate
+    from visionkit.training._runs import claim_run_dir
+
+    return claim_run_dir(Path("visionkit-demo"), prefix="run_")
 
 
 def _try_plot(predictor: object, dataset: object, path: Path) -> Path | None:

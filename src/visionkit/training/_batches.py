@@ -62,8 +62,11 @@ def class_names(classes: list[str] | None, num_classes: int) -> list[str]:
 def check_not_empty(loader: Any, stage: str) -> None:
     """Refuse a data set that yields no batch, before any training step is spent.
 
-    A loader without a length (an iterable data set) is checked when it runs.
+    A loader without a length (an iterable data set) is checked when it runs; ``None``
+    (no data of that kind) passes.
     """
+    if loader is None:
+        return
     try:
         size = len(loader)
     except TypeError:

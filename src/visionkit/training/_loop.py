@@ -100,10 +100,11 @@ class EpochLoop:
             if batch_end:
                 step = StepOutput(loss, outputs, y, batch_index)
                 t._hooks.call("on_train_batch_end", t, batch, step)
-            if log_every and t.global_step % log_every == 0 and self._stepped(batch_index):
+            group_done = self._stepped(batch_index)
+            if log_every and t.global_step % log_every == 0 and group_done:
                 t._flush_finite_checks()
                 t._hooks.call("on_train_log", t, t.running_metrics())
-            if t._stop.in_epoch(batch_index, stepped=last or self._stepped(batch_index)):
+            if t._stop.in_epoch(batch_index, stepped=last or group_done):
                 break
         t._flush_finite_checks()
         if t.check_finite:  # the last step's gradients are checked through the weights

@@ -27,25 +27,25 @@ __all__ = [
 _ATTEMPTS = 10_000
 
 
-def claim_run_dir(root: Path) -> Path:
-    """Create and return the first free ``root/version_N``.
+def claim_run_dir(root: Path, *, prefix: str = "version_") -> Path:
+    """Create and return the first free ``root/<prefix>N`` (``version_N`` by default).
 
     The folder is created with ``mkdir`` (no ``exist_ok``), which succeeds for exactly one
     process, so two runs started together in the same ``root`` get different folders.
     """
     root.mkdir(parents=True, exist_ok=True)
-    version = _next_version(root)
+    number = _next_version(root, prefix)
     for _ in range(_ATTEMPTS):
-        candidate = root / f"version_{version}"
+        candidate = root / f"{prefix}{number}"
         try:
             candidate.mkdir()
         except FileExistsError:
-            version += 1
+            number += 1
             continue
         return candidate
     raise ConfigurationError(
-        f"could not claim a run folder in {root}: version_0 to version_{version} exist; "
-        "pass another default_root_dir"
+        f"could not claim a run folder in {root}: {prefix}0 to {prefix}{number} exist; "
+        "choose another folder"
     )
 
 
@@ -135,14 +135,14 @@ def _position(path: Path) -> tuple[int, int, int] | None:
         return None
 
 
-def _version(path: Path) -> int | None:
-    suffix = path.name.removeprefix("version_")
-    return int(suffix) if suffix.isdigit() else None
+def _version(path: Path, prefix: str = "version_") -> int | None:
+    suffix = path.name.removeprefix(prefix)
+    return int(suffix) if path.name.startswith(prefix) and suffix.isdigit() else None
 
 
-def _next_version(root: Path) -> int:
-    versions = [v for p in root.glob("version_*") if (v := _version(p)) is not None]
-    return max(versions, default=-1) + 1
+def _next_version(root: Path, prefix: str = "version_") -> int:
+    numbers = [n for p in root.glob(f"{prefix}*") if (n := _version(p, prefix)) is not None]
+    return max(numbers, default=-1) + 1
 
 
 def trainer_run_dir(trainer: Trainer, resume_from: Any) -> Path | None:

@@ -75,6 +75,6 @@ def test_a_folder_another_run_claimed_first_is_skipped(
     from visionkit.training import _runs
 
     # two runs that both looked before either created a folder: both think 0 is free
-    monkeypatch.setattr(_runs, "_next_version", lambda root: 0)
+    monkeypatch.setattr(_runs, "_next_version", lambda root, prefix: 0)
     first, second = _runs.claim_run_dir(tmp_path), _runs.claim_run_dir(tmp_path)
     assert (first.name, second.name) == ("version_0", "version_1")
