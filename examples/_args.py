@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from visionkit._argtypes import device_name, positive_int
 from visionkit.training._runs import claim_run_dir as _claim
 
 OUTPUTS = Path("outputs")
@@ -17,6 +18,7 @@ def parse_example_args(
     epochs: int,
     script: str,
     argv: Sequence[str] | None = None,
+    data: str,
     extra: Mapping[str, str] | None = None,
 ) -> argparse.Namespace:
     """Parse ``--data-root --epochs --device --output-dir --overwrite --smoke``.
@@ -26,15 +28,26 @@ def parse_example_args(
     one's checkpoints. An ``--output-dir`` you name is used as it is when it is new or
     empty; one that holds files (an earlier run) is refused unless ``--overwrite`` is given.
 
-    ``extra`` adds options of the script's own, ``{"--weights": "help text"}``: strings
-    that default to ``None``.
+    ``data`` says what the script reads without ``--data-root``. ``extra`` adds options of
+    the script's own, ``{"--weights": "help text (default ...)"}``: strings that default to
+    ``None``. A bad ``--epochs`` or ``--device`` is refused by the parser, naming the flag,
+    before any data is read.
     """
     parser = argparse.ArgumentParser(
         description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--data-root", default=None, help="folder with the data set files")
-    parser.add_argument("--epochs", type=int, default=epochs, help="training epochs")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument(
+        "--data-root", default=None, help=f"folder with the data set files (default: {data})"
+    )
+    parser.add_argument(
+        "--epochs", type=positive_int, default=epochs, help=f"training epochs (default {epochs})"
+    )
+    parser.add_argument(
+        "--device",
+        type=device_name,
+        default="auto",
+        help="auto, cpu, cuda, cuda:N or mps (default auto: CUDA, then MPS, then the CPU)",
+    )
     parser.add_argument(
         "--output-dir",
         default=None,
@@ -44,9 +57,12 @@ def parse_example_args(
     parser.add_argument(
         "--overwrite",
         action="store_true",
-        help="write into an --output-dir that already holds files, replacing them",
+        help="write into an --output-dir that already holds files, replacing them "
+        "(default: refuse)",
     )
-    parser.add_argument("--smoke", action="store_true", help="a few batches, for a quick check")
+    parser.add_argument(
+        "--smoke", action="store_true", help="a few batches, for a quick check (default: off)"
+    )
     for flag, text in (extra or {}).items():
         parser.add_argument(flag, default=None, help=text)
     args = parser.parse_args(argv)

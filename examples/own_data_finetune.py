@@ -27,13 +27,18 @@ from visionkit.data import image_folder, presets
 from visionkit.models import create_model
 from visionkit.training import fine_tune
 
+_FLOWERS = "the flower photos of the shared sample data"
+
 
 def main(argv: Sequence[str] | None = None) -> float:
     extra = {
         "--model": "a torchvision or timm classifier name (default resnet18)",
-        "--weights": "DEFAULT (download), a weights name, or a local state-dict file",
+        "--weights": "DEFAULT (download), a weights name, or a local state-dict file "
+        "(default: none, random weights)",
     }
-    args = parse_example_args(__doc__, epochs=3, script=__file__, argv=argv, extra=extra)
+    args = parse_example_args(
+        __doc__, epochs=3, script=__file__, argv=argv, data=_FLOWERS, extra=extra
+    )
     out = Path(args.output_dir)
     root = Path(args.data_root or shared_sample("flowers") / "train")
     names = root.parent / "cat_to_name.json" if args.data_root is None else None

@@ -20,9 +20,11 @@ from visionkit.callbacks import ModelCheckpoint
 from visionkit.data import mnist, mnist_sample
 from visionkit.models import create_model
 
+_MNIST = "the MNIST sample bundled with visionkit"
+
 
 def main(argv: Sequence[str] | None = None) -> float:
-    args = parse_example_args(__doc__, epochs=2, script=__file__, argv=argv)
+    args = parse_example_args(__doc__, epochs=2, script=__file__, argv=argv, data=_MNIST)
     out = Path(args.output_dir)
     seed_everything(0)
     stats = (0.1302, 0.3069)  # the tutorial's mean and std of the training pixels

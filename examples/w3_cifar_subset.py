@@ -22,9 +22,11 @@ from visionkit.callbacks import ModelCheckpoint
 from visionkit.data import cifar10, compute_mean_std
 from visionkit.models import create_model
 
+_CIFAR = "the CIFAR-10 sample batch of the shared sample data"
+
 
 def main(argv: Sequence[str] | None = None) -> float:
-    args = parse_example_args(__doc__, epochs=100, script=__file__, argv=argv)
+    args = parse_example_args(__doc__, epochs=100, script=__file__, argv=argv, data=_CIFAR)
     out = Path(args.output_dir)
     seed_everything(0)
     root = Path(args.data_root or shared_sample("cifar10_batches/sample_batch"))

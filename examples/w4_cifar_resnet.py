@@ -26,8 +26,11 @@ from visionkit.models import create_model
 MODELS = {"convnet_cifar": {}, "resnet_deep": {"n_channels": 32, "n_blocks": 3}}
 
 
+_CIFAR = "the CIFAR-10 sample batch of the shared sample data"
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
-    args = parse_example_args(__doc__, epochs=10, script=__file__, argv=argv)
+    args = parse_example_args(__doc__, epochs=10, script=__file__, argv=argv, data=_CIFAR)
     out = Path(args.output_dir)
     root = Path(args.data_root or shared_sample("cifar10_batches/sample_batch"))
     data = cifar10_sample(root) if root.is_file() else cifar10(root)

@@ -26,11 +26,21 @@ from visionkit.callbacks import ModelCheckpoint
 from visionkit.data import image_folder, presets
 from visionkit.models import create_model, trainable_parameters
 
+_FLOWERS = "the flower photos of the shared sample data"
+
 
 def main(argv: Sequence[str] | None = None) -> float:
-    weights_help = "VGG16 weights: DEFAULT (download) or a local state-dict file"
+    weights_help = (
+        "VGG16 weights: DEFAULT (download) or a local state-dict file (default: none, random "
+        "features)"
+    )
     args = parse_example_args(
-        __doc__, epochs=15, script=__file__, argv=argv, extra={"--weights": weights_help}
+        __doc__,
+        epochs=15,
+        script=__file__,
+        argv=argv,
+        data=_FLOWERS,
+        extra={"--weights": weights_help},
     )
     out = Path(args.output_dir)
     root = Path(args.data_root or shared_sample("flowers"))

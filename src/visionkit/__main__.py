@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from visionkit._argtypes import device_name, positive_int
 from visionkit._seed import seed_everything
 from visionkit._threads import available_cpus
 from visionkit._version import __version__
@@ -240,11 +241,7 @@ def _default_workers() -> int:
     return min(8, available_cpus())  # the CPUs this process may use (quotas count)
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
-    return value
+_DEVICE_HELP = "auto, cpu, cuda, cuda:N or mps (default auto: CUDA, then MPS, then the CPU)"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -255,14 +252,20 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--output-dir",
         default=None,
-        help="where outputs go; default: a new visionkit-demo/run_N for every run",
+        help="where outputs go (default: a new visionkit-demo/run_N for every run)",
     )
     demo.add_argument(
-        "--overwrite", action="store_true", help="write into an --output-dir that holds files"
+        "--overwrite",
+        action="store_true",
+        help="write into an --output-dir that holds files (default: refuse)",
     )
-    demo.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
-    demo.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    demo.add_argument("--seed", type=int, default=0, help="seed of the split and the weights")
+    demo.add_argument(
+        "--epochs", type=positive_int, default=20, help="training epochs (default 20)"
+    )
+    demo.add_argument("--device", type=device_name, default="auto", help=_DEVICE_HELP)
+    demo.add_argument(
+        "--seed", type=int, default=0, help="seed of the split and the weights (default 0)"
+    )
     predict = commands.add_parser(
         "predict",
         help="predict image files and folders with a checkpoint or an exported model",
@@ -278,15 +281,20 @@ def _parser() -> argparse.ArgumentParser:
         metavar="EXPORTED",
         help="run this exported model (.onnx with ONNX Runtime, .pt2, .pt) instead of the "
         "checkpoint's; class names and preprocessing come from its metadata. A checkpoint "
-        "given too (a .ckpt file before the paths) must name the same classes",
+        "given too (a .ckpt file before the paths) must name the same classes (default: the "
+        "checkpoint's own model)",
     )
-    predict.add_argument("--top-k", type=_positive, default=1, help="classes per image (1)")
-    predict.add_argument("--batch-size", type=_positive, default=64, help="images per batch (64)")
+    predict.add_argument(
+        "--top-k", type=positive_int, default=1, help="classes per image (default 1)"
+    )
+    predict.add_argument(
+        "--batch-size", type=positive_int, default=64, help="images per batch (default 64)"
+    )
     predict.add_argument(
         "--workers",
-        type=_positive,
+        type=positive_int,
         default=_default_workers(),
-        help=f"threads that decode images ({_default_workers()}: the CPUs, at most 8)",
+        help=f"threads that decode images (default {_default_workers()}: the CPUs, at most 8)",
     )
     predict.add_argument(
         "--output",
@@ -296,12 +304,18 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--format",
         choices=("csv", "jsonl"),
-        help="default: jsonl for an --output ending in .jsonl, .json or .ndjson, else csv",
+        help="output format (default: jsonl for an --output ending in .jsonl, .json or .ndjson, "
+        "else csv)",
     )
-    predict.add_argument("--overwrite", action="store_true", help="replace an existing --output")
-    predict.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     predict.add_argument(
-        "--quiet", "-q", action="store_true", help="no progress line and no summary on stderr"
+        "--overwrite", action="store_true", help="replace an existing --output (default: refuse)"
+    )
+    predict.add_argument("--device", type=device_name, default="auto", help=_DEVICE_HELP)
+    predict.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="no progress line and no summary on stderr (default: both shown)",
     )
     return parser
 

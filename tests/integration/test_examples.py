@@ -121,6 +121,10 @@ def test_downstream_callback_and_registered_model(tmp_path: Path) -> None:
     result = _run("custom_callback.py", tmp_path)
     out = tmp_path / "out"
     assert result.stdout.count("worst class this epoch:") == 2
+    shown = re.search(r"val_worst_class_accuracy per epoch: ([0-9.]+), ([0-9.]+)\n", result.stdout)
+    assert shown, result.stdout
+    worst_per_epoch = [float(v) for v in shown.groups()]
+    assert min(worst_per_epoch) > 0.5  # the monitored metric carries information
     assert re.search(r"tiny_cnn rebuilt from .*best\.ckpt: test accuracy [0-9.]+", result.stdout)
     checkpoint = load_checkpoint(out / "checkpoints" / "best.ckpt")
     assert checkpoint["model"] == {
@@ -131,7 +135,8 @@ def test_downstream_callback_and_registered_model(tmp_path: Path) -> None:
     worst = checkpoint["trainer_state"]["callbacks"]["WorstClassMonitor"]["worst"]
     assert len(worst) in (1, 2)
     assert all(name in [str(d) for d in range(10)] for name in worst)
-    assert "val_worst_class_accuracy" in checkpoint["metrics"]
+    best = checkpoint["metrics"]["val_worst_class_accuracy"]
+    assert round(best, 3) == max(worst_per_epoch)  # best.ckpt is the epoch with the highest
 
 
 def test_own_data_fine_tunes_a_torchvision_backbone_on_one_folder(
