@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -39,9 +40,9 @@ def available_cpus(cgroup_root: Path | None = None) -> int:
         >>> available_cpus() >= 1
         True
     """
-    try:
+    if sys.platform == "linux":
         cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS and Windows
+    else:  # pragma: no cover - macOS and Windows have no CPU affinity call
         cpus = os.cpu_count() or 1
     quota = _cgroup_quota(cgroup_root)
     if quota is not None:

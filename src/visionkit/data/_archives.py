@@ -165,7 +165,8 @@ def _extract(tar: tarfile.TarFile, members: list[tarfile.TarInfo], into: Path) -
         return
     for member in members:  # pragma: no cover - older Pythons: what the data filter does
         member.mode = (member.mode | 0o600) & 0o755 if member.isfile() else 0o755
-        member.uid, member.gid, member.uname, member.gname = os.getuid(), os.getgid(), "", ""
+        owner = getattr(os, "getuid", lambda: 0)(), getattr(os, "getgid", lambda: 0)()
+        member.uid, member.gid, member.uname, member.gname = *owner, "", ""
     tar.extractall(into, members=members)  # pragma: no cover
 
 
