@@ -212,6 +212,35 @@ MUTATIONS = [
         "            state[0] += 0.0\n",
         (T + "test_metrics_loss.py",),
     ),
+    # ---------------------------------------------------------------- MixUp and CutMix
+    Mutation(
+        "mixup targets not mixed by lam",
+        "src/visionkit/callbacks/mixing.py",
+        "return _mix_rolled(images, lam), _mix_rolled(targets, lam)",
+        "return _mix_rolled(images, lam), targets",
+        (C + "test_mixing.py",),
+    ),
+    Mutation(
+        "mixing not rolled",
+        "src/visionkit/callbacks/mixing.py",
+        "return values.mul(lam).add_(values.roll(1, 0).mul_(1.0 - lam))",
+        "return values.mul(lam).add_(values.mul(1.0 - lam))",
+        (C + "test_mixing.py",),
+    ),
+    Mutation(
+        "cutmix targets mixed by the drawn lam, not the box's share",
+        "src/visionkit/callbacks/mixing.py",
+        "return mixed, _mix_rolled(targets, share)",
+        "return mixed, _mix_rolled(targets, lam)",
+        (C + "test_mixing.py",),
+    ),
+    Mutation(
+        "mixing hook never called by the loop",
+        "src/visionkit/training/_loop.py",
+        'if t._hooks.wants("on_train_batch_transform"):',
+        "if False:",
+        (T + "test_mixing_training.py", "tests/integration/test_mixing.py"),
+    ),
     # ---------------------------------------------------------------- models
     Mutation(
         "frozen BatchNorm follows train()",
@@ -281,6 +310,21 @@ MUTATIONS = [
         "",
         ("tests/reliability/test_preemption.py::test_sigint_saves_then_raises_keyboard_interrupt",),
     ),
+    # ---------------------------------------------------------------- feature caching
+    Mutation(
+        "features cached with the backbone in train mode",
+        "src/visionkit/training/_features.py",
+        "    t.model.eval()\n    handle = head.register_forward_pre_hook",
+        "    t.model.train()\n    handle = head.register_forward_pre_hook",
+        (T + "test_feature_cache.py",),
+    ),
+    Mutation(
+        "cached training features ignore the epoch's shuffled order",
+        "src/visionkit/training/_features.py",
+        "order = epoch_permutation(n, seed, self.epoch) if shuffle else torch.arange(n)",
+        "order = torch.arange(n)",
+        (T + "test_feature_cache.py",),
+    ),
     # ---------------------------------------------------------------- data
     Mutation(
         "float32 statistics",
@@ -288,6 +332,28 @@ MUTATIONS = [
         'pixels = image.detach().to("cpu", torch.float64).flatten(1)',
         'pixels = image.detach().to("cpu", torch.float32).flatten(1)',
         ("tests/unit/data/",),
+    ),
+    # ---------------------------------------------------------------- background checkpoints
+    Mutation(
+        "background checkpoint is not a copy",
+        "src/visionkit/callbacks/checkpoint.py",
+        "_PendingWrite(path, snapshot(checkpoint))",
+        "_PendingWrite(path, checkpoint)",
+        (C + "test_async_checkpoints.py",),
+    ),
+    Mutation(
+        "fit returns before the checkpoint writes finish",
+        "src/visionkit/callbacks/checkpoint.py",
+        'failed."""\n        self._finish(close=True)\n',
+        'failed."""\n',
+        (C + "test_async_checkpoints.py",),
+    ),
+    Mutation(
+        "a file leaves the top k before its replacement is written",
+        "src/visionkit/callbacks/checkpoint.py",
+        "        self._pending[-1].removed = removed\n",
+        "        for old in removed:\n            Path(old).unlink(missing_ok=True)\n",
+        (C + "test_async_checkpoints.py",),
     ),
 ]
 

@@ -176,6 +176,7 @@ def _predict(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         workers=args.workers,
         progress=progress,
+        tta=args.tta,
     ):
         if isinstance(result, Prediction):
             writer.write(result)
@@ -311,6 +312,12 @@ def _parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="replace an existing --output (default: refuse)"
     )
     predict.add_argument("--device", type=device_name, default="auto", help=_DEVICE_HELP)
+    predict.add_argument(
+        "--tta",
+        action="store_true",
+        help="test-time augmentation: average each image's probabilities with those of its "
+        "mirror image (default: off)",
+    )
     predict.add_argument(
         "--quiet",
         "-q",

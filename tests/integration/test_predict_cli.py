@@ -163,3 +163,20 @@ def test_missing_paths_are_skipped_and_a_mismatched_checkpoint_refused(
     ).export(tmp_path / "other.onnx")
     assert main(["predict", "--model", str(other), str(checkpoint), image]) == EXIT_ERROR
     assert "names its classes ['a', 'b', 'c', 'd', 'e']" in capsys.readouterr().err
+
+
+def test_tta_rows_are_the_flip_averaged_predictions(
+    photos: Path, checkpoint: Path, tmp_path: Path
+) -> None:
+    good = sorted(p for p in photos.rglob("*.jpg") if p.name != "broken.jpg")[:3]
+    argv = ["predict", str(checkpoint), *map(str, good), "--top-k", "2", "-q", "--device", "cpu"]
+    assert main([*argv, "--tta", "-o", "tta.csv"]) == EXIT_OK
+    assert main([*argv, "-o", "plain.csv"]) == EXIT_OK
+    predictor = Predictor.from_checkpoint(checkpoint, device="cpu")
+    tta_rows, plain_rows = _rows(tmp_path / "tta.csv")[1:], _rows(tmp_path / "plain.csv")[1:]
+    assert len(tta_rows) == len(plain_rows) == len(good)
+    for path, tta_row in zip(good, tta_rows, strict=True):
+        flipped = predictor.predict(path, top_k=2, tta=True)
+        assert tta_row[1::2] == list(flipped.names)
+        assert [float(p) for p in tta_row[2::2]] == [round(p, 6) for p in flipped.probabilities]
+    assert tta_rows != plain_rows  # the mirror images change the probabilities

@@ -11,6 +11,7 @@ from visionkit.callbacks.csv_logger import CSVLogger
 from visionkit.callbacks.early_stopping import EarlyStopping
 from visionkit.callbacks.finetune import FineTune, fine_tune_param_groups
 from visionkit.callbacks.lr_monitor import LearningRateMonitor
+from visionkit.callbacks.mixing import CutMix, MixUp, MixUpCutMix
 from visionkit.callbacks.mlflow import MLflowLogger
 from visionkit.callbacks.nan import TerminateOnNaN
 from visionkit.callbacks.progress import ProgressBar
@@ -20,11 +21,14 @@ __all__ = [
     "Batch",
     "CSVLogger",
     "Callback",
+    "CutMix",
     "EMA",
     "EarlyStopping",
     "FineTune",
     "LearningRateMonitor",
     "MLflowLogger",
+    "MixUp",
+    "MixUpCutMix",
     "ModelCheckpoint",
     "MonitorCallback",
     "ProgressBar",

@@ -27,7 +27,9 @@ class StepOutput:
     Attributes:
         loss: The batch's mean loss, detached (a 0-d tensor on the device).
         outputs: The model's outputs (logits or log-probabilities), detached.
-        targets: The labels of the batch.
+        targets: The labels of the batch: class indices, or the soft targets
+            ``(batch, num_classes)`` a training batch was mixed into (see
+            [`on_train_batch_transform`][visionkit.callbacks.Callback.on_train_batch_transform]).
         batch_index: Index of the batch within the epoch.
     """
 
@@ -75,6 +77,33 @@ class Callback:
 
     def on_train_batch_start(self, trainer: Trainer, batch: Batch, batch_index: int) -> None:
         """Called before the training step on ``batch``."""
+
+    def on_train_batch_transform(
+        self, trainer: Trainer, images: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the training batch the model sees: ``(images, targets)``, changed or not.
+
+        Called for each training batch once it is on the device, before the forward pass;
+        several callbacks chain, in order, each receiving what the one before returned.
+        Validation and test batches never pass here. ``targets`` are the batch's class
+        indices ``(batch,)``, or the soft targets ``(batch, num_classes)`` (class
+        probabilities) of a callback before; return soft targets on every batch or on none,
+        as [`MixUp`][visionkit.callbacks.MixUp] and [`CutMix`][visionkit.callbacks.CutMix]
+        do. Soft targets reach the loss as they are, and make the training accuracy NaN
+        (not defined); [`StepOutput.targets`][visionkit.callbacks.StepOutput] holds them.
+        Draw random numbers from torch's global generator on the CPU, which checkpoints
+        save, so a resumed run draws the same numbers. The default returns its inputs, and
+        a hook nobody overrides costs nothing.
+
+        Args:
+            trainer: The trainer.
+            images: The batch's images on the trainer's device.
+            targets: Class indices ``(batch,)`` or soft targets ``(batch, num_classes)``.
+
+        Returns:
+            The ``(images, targets)`` to train on.
+        """
+        return images, targets
 
     def on_train_batch_end(self, trainer: Trainer, batch: Batch, outputs: StepOutput) -> None:
         """Called after the optimizer step on ``batch``."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import os
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,9 +16,11 @@ from visionkit._checks import (
     check_optional_int,
     check_path,
 )
+from visionkit.callbacks._writer import BackgroundWriter
 from visionkit.callbacks.base import Batch, Mode, MonitorCallback, StepOutput
 from visionkit.exceptions import ConfigurationError
-from visionkit.predict.checkpoint import remove_stale_temporaries
+from visionkit.predict import checkpoint as checkpoint_files
+from visionkit.predict.checkpoint import check_checkpoint, remove_stale_temporaries, snapshot
 
 if TYPE_CHECKING:
     from visionkit.training.trainer import Trainer
@@ -24,6 +28,17 @@ if TYPE_CHECKING:
 __all__ = ["ModelCheckpoint"]
 
 _COUNTS = frozenset({"epoch", "step", "global_step"})
+
+
+@dataclass
+class _PendingWrite:
+    """A file to write in the background, the files it replaces in the top k, and the
+    bookkeeping (``best_k_models``, best and last paths) that holds once it is on disk."""
+
+    path: Path
+    checkpoint: dict[str, Any]
+    removed: list[str] = field(default_factory=list)
+    bookkeeping: dict[str, Any] = field(default_factory=dict)
 
 
 class ModelCheckpoint(MonitorCallback):
@@ -34,6 +49,18 @@ class ModelCheckpoint(MonitorCallback):
     (temporary file, fsync, ``os.replace``), so an interrupted run never leaves a broken
     checkpoint behind, and each holds what [`Predictor`][visionkit.Predictor] needs to rebuild
     the model.
+
+    By default the files are written on a background thread while training goes on: the
+    training thread checks the weights (a NaN or infinite weight is refused before anything
+    is written), copies the checkpoint's tensors and continues; the thread serialises,
+    fsyncs and renames, one checkpoint after the other, and removes a file that fell out of
+    the top k only once the file that replaced it is written. At most one checkpoint is
+    being written at a time (the next one waits for it), so memory holds at most one extra
+    copy of the weights and optimizer state. A failed write (disk full, read-only folder)
+    raises its [`CheckpointError`][visionkit.CheckpointError] at the next checkpoint or at
+    the end of ``fit``, with the previous files intact and ``best_model_path`` and
+    ``last_model_path`` pointing at them. ``fit`` returns, and a preempted run exits, only
+    once every file is written. ``async_write=False`` writes on the training thread.
 
     Args:
         dirpath: Folder for the files; ``None`` uses the trainer's run folder
@@ -62,8 +89,12 @@ class ModelCheckpoint(MonitorCallback):
             ``N - 1``, ``2N - 1``, ... (counting from 0); the other epochs write nothing.
         every_n_train_steps: Also write ``last.ckpt`` every N optimizer steps, in the middle
             of an epoch, so a run killed mid-epoch resumes from at most N steps back, exactly
-            where it was (data order, RNG states and running metrics included).
+            where it was (data order, RNG states and running metrics included). With
+            ``async_write``, a process killed outright while that checkpoint is still being
+            written resumes from the one before.
         verbose: Print a line when a best checkpoint is saved.
+        async_write: Write the files on a background thread (see above); ``False`` writes
+            each one before training goes on.
 
     Raises:
         ConfigurationError: if a count is not an integer in its range (``1.5``, ``True``
@@ -88,6 +119,7 @@ class ModelCheckpoint(MonitorCallback):
         every_n_epochs: int = 1,
         every_n_train_steps: int | None = None,
         verbose: bool = False,
+        async_write: bool = True,
     ) -> None:
         super().__init__(monitor or "val_loss", mode=mode, min_delta=min_delta)
         save_top_k = check_int(
@@ -121,6 +153,10 @@ class ModelCheckpoint(MonitorCallback):
         self.every_n_epochs = every_n_epochs
         self.every_n_train_steps = every_n_train_steps
         self.verbose = verbose
+        self.async_write = check_bool("async_write", async_write)
+        self._writer = BackgroundWriter()
+        self._on_disk: dict[str, Any] = {}  # the bookkeeping of the files written so far
+        self._pending: list[_PendingWrite] = []
         self._saved_at_step = -1
         self.best_model_path: Path | None = None
         self.last_model_path: Path | None = None
@@ -146,29 +182,125 @@ class ModelCheckpoint(MonitorCallback):
             return  # the epoch is over: on_epoch_end writes the checkpoint after validation
         self._saved_at_step = step
         if trainer.is_global_zero:
+            self._start_save()
             self.last_model_path = self._folder() / "last.ckpt"
-            trainer.save_checkpoint(self.last_model_path)
+            self._save(trainer, self.last_model_path, None)
+            self._submit()
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
         """Save the last checkpoint and, if the monitored value ranks in the top k, a best one."""
         if not trainer.is_global_zero or (epoch + 1) % self.every_n_epochs:
             return
+        self._start_save()
         value = self.current(metrics)
         if self.save_top_k != 0 and math.isfinite(value) and self._qualifies(value):
             path = self._best_path(metrics)
-            trainer.save_checkpoint(path, metrics=metrics)  # written before any file goes
+            self._save(trainer, path, metrics)  # holds the state from before this save
             self.best_k_models.pop(str(path), None)  # same name again: now the latest save
             self.best_k_models[str(path)] = value
-            self._prune()
+            removed = self._prune()
             self._update_best()
+            self._after_write(removed)  # files are removed once the new one is written
             if self.verbose:
                 ranks = "improved to" if self.best_model_path == path else "ranks in the top k at"
                 print(f"{self.monitor} {ranks} {value:.6f}: saved {path}")
         if self.save_last:
             self.last_model_path = self._folder() / "last.ckpt"
-            trainer.save_checkpoint(self.last_model_path, metrics=metrics)
+            self._save(trainer, self.last_model_path, metrics)
         elif self.best_model_path is not None:
             self.last_model_path = self.best_model_path
+        self._submit()
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        """Wait until every file is written; raise the error of a write that failed."""
+        self._finish(close=True)
+
+    def on_exception(self, trainer: Trainer, exception: BaseException) -> None:
+        """Wait until every file is written; a failed write is noted on ``exception``."""
+        try:
+            self._finish(close=True)
+        except Exception as error:  # the run already fails with ``exception``
+            if error is not exception:
+                note = f"visionkit: a checkpoint write also failed: {error}"
+                if hasattr(exception, "add_note"):  # Python 3.11+
+                    exception.add_note(note)
+                else:
+                    print(note, file=sys.stderr)
+
+    def wait_for_writes(self) -> None:
+        """Return once every checkpoint file this callback started writing is on disk.
+
+        ``fit`` calls it before it returns; call it to read the files during training.
+
+        Raises:
+            CheckpointError: if a background write failed (disk full, folder not
+                writable, ...); the files written before it are intact, and
+                ``best_model_path`` and ``last_model_path`` point at them again.
+        """
+        self._finish(close=False)
+
+    def _finish(self, *, close: bool) -> None:
+        try:
+            self._writer.close() if close else self._writer.wait()
+        except Exception:
+            self._restore_bookkeeping(self._on_disk)  # point at the files really written
+            raise
+
+    def _start_save(self) -> None:
+        """Let the previous save finish (or raise its error); note what is on disk."""
+        self.wait_for_writes()
+        self._on_disk, self._pending = self._bookkeeping(), []
+
+    def _save(self, trainer: Trainer, path: Path, metrics: dict[str, float] | None) -> None:
+        """Write the trainer's checkpoint now, or copy it to write in the background."""
+        if not self.async_write:
+            trainer.save_checkpoint(path, metrics=metrics)
+            return
+        from visionkit.training._saving import build_checkpoint
+
+        trainer._flush_finite_checks()
+        checkpoint = build_checkpoint(trainer, path, metrics)
+        check_checkpoint(checkpoint, path)  # refused here, before anything is written
+        self._pending.append(_PendingWrite(path, snapshot(checkpoint)))
+
+    def _after_write(self, removed: list[str]) -> None:
+        """Remove the files that fell out of the top k once the file just saved is written."""
+        if not self.async_write:
+            for old in removed:
+                Path(old).unlink(missing_ok=True)
+            return
+        self._pending[-1].removed = removed
+        self._pending[-1].bookkeeping = self._bookkeeping()
+
+    def _submit(self) -> None:
+        """Start writing the files of this save, in order, in the background."""
+        writes, self._pending = self._pending, []
+        if writes:
+            writes[-1].bookkeeping = self._bookkeeping()  # where things stand once all are on disk
+            self._writer.submit(lambda: self._write_files(writes))
+
+    def _write_files(self, writes: list[_PendingWrite]) -> None:
+        """Write each file, then remove the ones it replaced (on the writer's thread)."""
+        for write in writes:
+            checkpoint_files.atomic_save(write.checkpoint, write.path)
+            for old in write.removed:
+                Path(old).unlink(missing_ok=True)
+            if write.bookkeeping:
+                self._on_disk = write.bookkeeping
+
+    def _bookkeeping(self) -> dict[str, Any]:
+        return {
+            "best": self.best,
+            "best_model_path": self.best_model_path,
+            "last_model_path": self.last_model_path,
+            "best_k_models": dict(self.best_k_models),
+        }
+
+    def _restore_bookkeeping(self, state: dict[str, Any]) -> None:
+        if state:
+            self.best, self.best_k_models = state["best"], dict(state["best_k_models"])
+            self.best_model_path = state["best_model_path"]
+            self.last_model_path = state["last_model_path"]
 
     def _qualifies(self, value: float) -> bool:
         if self.save_top_k == -1 or len(self.best_k_models) < self.save_top_k:
@@ -185,12 +317,14 @@ class ModelCheckpoint(MonitorCallback):
         # a stable sort keeps the save order (oldest first) among equal scores
         return sorted(self.best_k_models, key=lambda path: sign * self.best_k_models[path])
 
-    def _prune(self) -> None:
-        limit = self.save_top_k
+    def _prune(self) -> list[str]:
+        """Drop the files beyond the top k from the ranking; return them for deletion."""
+        limit, removed = self.save_top_k, []
         while limit > 0 and len(self.best_k_models) > limit:
             worst = self._ranked()[-1]
             del self.best_k_models[worst]
-            Path(worst).unlink(missing_ok=True)
+            removed.append(worst)
+        return removed
 
     def _update_best(self) -> None:
         if self.best_k_models:

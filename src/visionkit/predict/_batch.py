@@ -66,13 +66,15 @@ def predict_files(
     batch_size: int,
     workers: int = 1,
     progress: Callable[[int], None] | None = None,
+    tta: bool = False,
 ) -> Iterator[Prediction | Skipped]:
     """The prediction of each file, in order; a `Skipped` for a file that cannot be read.
 
     Files are decoded and preprocessed one by one (so one bad file costs only itself), by
     ``workers`` threads (Pillow decodes without holding the GIL), then predicted
     ``batch_size`` at a time. ``progress`` is called with the number of files done after
-    each batch.
+    each batch. ``tta`` averages each image's probabilities with its mirror image's (see
+    [`Predictor.predict`][visionkit.Predictor.predict]).
     """
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for start in range(0, len(files), batch_size):
@@ -83,7 +85,7 @@ def predict_files(
             inputs = [(item, source) for item, source in ready if isinstance(item, torch.Tensor)]
             if inputs:
                 images = [item for item, _ in inputs]
-                predictions = predictor.predict(images, top_k=top_k, batch_size=batch_size)
+                predictions = predictor.predict(images, top_k=top_k, batch_size=batch_size, tta=tta)
                 for prediction, (_, source) in zip(predictions, inputs, strict=True):
                     yield replace(prediction, source=source)
             if progress is not None:

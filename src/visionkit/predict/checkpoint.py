@@ -50,6 +50,7 @@ __all__ = [
     "Preprocess",
     "atomic_save",
     "atomic_write",
+    "check_checkpoint",
     "checkpoint_weights",
     "load_checkpoint",
     "load_weights",
@@ -58,6 +59,7 @@ __all__ = [
     "remove_stale_temporaries",
     "unwrap_model",
     "save_checkpoint",
+    "snapshot",
 ]
 
 FORMAT = "visionkit-checkpoint"
@@ -117,6 +119,19 @@ def save_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike[str]) ->
             a weight that is NaN or infinite (no file is written), or the write failed
             (disk full, folder not writable, ...; the previous file is unchanged).
     """
+    check_checkpoint(checkpoint, path)
+    return atomic_save(checkpoint, path)
+
+
+def check_checkpoint(checkpoint: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
+    """Refuse a checkpoint that would not load safely or holds non-finite weights.
+
+    The checks `save_checkpoint` makes before writing, for callers that write later.
+
+    Raises:
+        CheckpointError: if ``checkpoint`` holds an object that would not load safely, or
+            a weight that is NaN or infinite; the message names ``path``.
+    """
     _check_safe(checkpoint, "checkpoint")
     bad = non_finite_tensors(checkpoint.get("state_dict", {}))
     bad += non_finite_tensors(checkpoint.get(AVERAGED_WEIGHTS) or {})
@@ -126,7 +141,50 @@ def save_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike[str]) ->
             "values, and such a checkpoint could only spread them. Nothing was written; the "
             "previous checkpoints are unchanged"
         )
-    return atomic_save(checkpoint, path)
+
+
+def snapshot(value: Any) -> Any:
+    """A copy of a checked checkpoint (or part of one) that later training cannot change.
+
+    Dicts, lists and tuples are rebuilt and every tensor's storage is copied, once per
+    storage, so tensors that shared memory still share it: ``torch.save`` writes the copy
+    byte for byte as it would have written ``value``. Other values (numbers, strings,
+    ``None``, dtypes, sizes) are immutable and kept. Used to write checkpoints in the
+    background while training goes on.
+
+    Examples:
+        >>> weights = torch.zeros(2)
+        >>> copy = snapshot({"state_dict": {"w": weights}})
+        >>> _ = weights.add_(1.0)  # a later optimizer step
+        >>> copy["state_dict"]["w"].tolist()
+        [0.0, 0.0]
+    """
+    return _snapshot(value, {})
+
+
+def _snapshot(value: Any, storages: dict[tuple[int, int, str], Any]) -> Any:
+    if isinstance(value, torch.Tensor):
+        return _copy_tensor(value, storages)
+    if isinstance(value, dict):
+        return {key: _snapshot(item, storages) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_snapshot(item, storages) for item in value]
+    if isinstance(value, tuple) and not isinstance(value, torch.Size):
+        return tuple(_snapshot(item, storages) for item in value)
+    return value
+
+
+def _copy_tensor(tensor: torch.Tensor, storages: dict[tuple[int, int, str], Any]) -> torch.Tensor:
+    tensor = tensor.detach()
+    if tensor.layout != torch.strided or tensor.is_quantized or type(tensor) is not torch.Tensor:
+        return tensor.clone()  # no plain storage to share: a copy of its own
+    storage = tensor.untyped_storage()
+    key = (storage.data_ptr(), storage.nbytes(), str(tensor.device))
+    copied = storages.get(key) if storage.nbytes() else None
+    if copied is None:
+        copied = storages[key] = storage.clone()  # type: ignore[no-untyped-call]
+    view = torch.empty(0, dtype=tensor.dtype, device=tensor.device)
+    return view.set_(copied, tensor.storage_offset(), tensor.size(), tensor.stride())
 
 
 def non_finite_tensors(state: Mapping[str, Any]) -> list[str]:

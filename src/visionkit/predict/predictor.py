@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
@@ -14,13 +14,14 @@ from PIL import Image
 from torch import nn
 from typing_extensions import Unpack
 
-from visionkit._checks import check_int, describe
+from visionkit._checks import check_bool, check_int, describe
 from visionkit._device import resolve_device
-from visionkit._images import ImageInput, Preprocess, image_files
-from visionkit._seed import get_rng_state, set_rng_state
+from visionkit._images import ImageInput, Preprocess
 from visionkit.data._datasets import check_classes
-from visionkit.exceptions import CheckpointError, ConfigurationError, DataError, VisionKitError
+from visionkit.exceptions import CheckpointError, ConfigurationError, DataError
 from visionkit.predict._export import ExportOptions, export_model, exported_parts
+from visionkit.predict._inputs import batches, convert, expand, is_single
+from visionkit.predict._rebuild import checkpoint_classes, checkpoint_preprocess, rebuild_model
 from visionkit.predict.checkpoint import WeightsChoice, load_checkpoint, load_weights
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = ["ImageInput", "Prediction", "Predictor"]
 
 _PRECISIONS = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
+_new = object.__new__
 
 
 @dataclass(frozen=True)
@@ -162,12 +164,12 @@ class Predictor:
         """
         checkpoint = load_checkpoint(path)
         if model is None:
-            model = _rebuild(checkpoint, path)
+            model = rebuild_model(checkpoint, path)
         load_weights(model, checkpoint, source=str(path), weights=weights)
         predictor = cls(
             model,
-            classes=_classes(checkpoint, path),
-            preprocess=_preprocess(checkpoint, path),
+            classes=checkpoint_classes(checkpoint, path),
+            preprocess=checkpoint_preprocess(checkpoint, path),
             device=device,
             precision=precision,
         )
@@ -219,21 +221,26 @@ class Predictor:
     # ------------------------------------------------------------------ prediction
     @overload
     def predict(
-        self, inputs: list[Any] | tuple[Any, ...], *, top_k: int = ..., batch_size: int = ...
+        self,
+        inputs: list[Any] | tuple[Any, ...],
+        *,
+        top_k: int = ...,
+        batch_size: int = ...,
+        tta: bool = ...,
     ) -> list[Prediction]: ...
 
     @overload
     def predict(
-        self, inputs: Image.Image, *, top_k: int = ..., batch_size: int = ...
+        self, inputs: Image.Image, *, top_k: int = ..., batch_size: int = ..., tta: bool = ...
     ) -> Prediction: ...
 
     @overload
     def predict(
-        self, inputs: ImageInput, *, top_k: int = ..., batch_size: int = ...
+        self, inputs: ImageInput, *, top_k: int = ..., batch_size: int = ..., tta: bool = ...
     ) -> Prediction | list[Prediction]: ...
 
     def predict(
-        self, inputs: Any, *, top_k: int = 1, batch_size: int = 64
+        self, inputs: Any, *, top_k: int = 1, batch_size: int = 64, tta: bool = False
     ) -> Prediction | list[Prediction]:
         """Predict one image (a [`Prediction`][visionkit.Prediction]) or many (a list, in order).
 
@@ -242,17 +249,34 @@ class Predictor:
             top_k: How many of the most probable classes to return per image
                 (``1..num_classes``).
             batch_size: Images per forward pass.
+            tta: Test-time augmentation: each image's probabilities are the mean of the
+                softmax of the model's outputs for the image and for its mirror image (a
+                horizontal flip), as in [`Trainer.test`][visionkit.Trainer.test]. Two
+                forward passes per batch.
+
+        Returns:
+            One ``Prediction`` for one image, else a list of them, in input order.
 
         Raises:
             DataError: if an input is not an image (a path, PIL image, array or tensor of
                 2 to 4 dimensions), has no pixels, holds NaN or infinite model input, or
                 the model returns NaN or infinite outputs; or if there is no image at all.
             ConfigurationError: if ``top_k`` or ``batch_size`` is not an integer in range,
-                or the model has another number of outputs than there are class names.
+                ``tta`` is not a bool, or the model has another number of outputs than
+                there are class names.
+
+        Examples:
+            >>> from visionkit.models import create_model
+            >>> model = create_model("mlp", in_features=4, hidden=[], num_classes=2)
+            >>> predictor = Predictor(model, classes=["cat", "dog"], device="cpu",
+            ...                       preprocess=Preprocess(mode="L", size=(2, 2)))
+            >>> images = [np.zeros((2, 2), dtype=np.uint8), np.eye(2, dtype=np.uint8) * 255]
+            >>> [p.name in ("cat", "dog") for p in predictor.predict(images, tta=True)]
+            [True, True]
         """
         top_k = check_int("top_k", top_k, least=1)
-        items, sources = self._expand(inputs)
-        probabilities = torch.softmax(self._logits(items, batch_size), dim=1)
+        items, sources = expand(inputs)
+        probabilities = self._probabilities(items, batch_size, tta)
         if not bool(torch.isfinite(probabilities).all()):
             bad = int((~torch.isfinite(probabilities)).any(dim=1).nonzero()[0, 0])
             raise DataError(
@@ -261,18 +285,35 @@ class Predictor:
                 "check the model's weights (a diverged training run?) and the input"
             )
         results = self._to_predictions(probabilities, top_k, sources)
-        return results[0] if _is_single(inputs) else results
+        return results[0] if is_single(inputs) else results
 
-    def predict_proba(self, inputs: Any, *, batch_size: int = 64) -> torch.Tensor:
-        """Class probabilities, shape ``(N, num_classes)``, on the CPU."""
-        return torch.softmax(self.predict_logits(inputs, batch_size=batch_size), dim=1)
+    def predict_proba(
+        self, inputs: Any, *, batch_size: int = 64, tta: bool = False
+    ) -> torch.Tensor:
+        """Class probabilities, shape ``(N, num_classes)``, on the CPU.
+
+        Args:
+            inputs: One image, a folder, a list of images, or a batch tensor.
+            batch_size: Images per forward pass.
+            tta: Average the probabilities of each image and its horizontal flip (see
+                [`predict`][visionkit.Predictor.predict]).
+
+        Returns:
+            A ``float32`` tensor whose rows sum to 1, in input order.
+        """
+        return self._probabilities(expand(inputs)[0], batch_size, tta)
 
     def predict_logits(self, inputs: Any, *, batch_size: int = 64) -> torch.Tensor:
         """The model's raw outputs as ``float32``, shape ``(N, num_classes)``, on the CPU."""
-        return self._logits(self._expand(inputs)[0], batch_size)
+        return self._logits(expand(inputs)[0], batch_size)
 
     def evaluate(
-        self, data: Dataset[Any], *, top_k: Sequence[int] = (5,), batch_size: int = 64
+        self,
+        data: Dataset[Any],
+        *,
+        top_k: Sequence[int] = (5,),
+        batch_size: int = 64,
+        tta: bool = False,
     ) -> EvaluationReport:
         """Loss, overall, top-k and per-class accuracy and the confusion matrix on ``data``.
 
@@ -284,6 +325,10 @@ class Predictor:
             top_k: The ``k`` values to report top-k accuracy for (skipped when ``k`` is not
                 below the number of classes).
             batch_size: Images per forward pass.
+            tta: Score the probabilities averaged over each image and its horizontal flip
+                (see [`predict`][visionkit.Predictor.predict]): the loss and every accuracy
+                are those of the averaged probabilities, as in
+                [`Trainer.test`][visionkit.Trainer.test].
         """
         from visionkit.training.metrics import ClassificationMetrics
 
@@ -291,7 +336,7 @@ class Predictor:
         for start in range(0, len(data), batch_size):  # type: ignore[arg-type]
             stop = min(start + batch_size, len(data))  # type: ignore[arg-type]
             samples = [data[i] for i in range(start, stop)]
-            logits = self._logits([s[0] for s in samples], batch_size)
+            logits = self._logits([s[0] for s in samples], batch_size, tta)
             if metrics is None:
                 metrics = ClassificationMetrics(logits.shape[1], top_k=top_k)
             targets = torch.tensor([int(s[1]) for s in samples])
@@ -303,7 +348,7 @@ class Predictor:
 
     def to_input(self, item: ImageInput) -> torch.Tensor:
         """Turn one raw image (or an already preprocessed tensor) into model input."""
-        tensor, raw = self._convert(item)
+        tensor, raw = convert(item, self.preprocess)
         return self.preprocess.normalize(tensor) if raw else tensor
 
     def export(self, path: str | os.PathLike[str], **options: Unpack[ExportOptions]) -> Path:
@@ -316,96 +361,39 @@ class Predictor:
             self.model, path, classes=self.classes, preprocess=self.preprocess, **options
         )
 
-    def _logits(self, items: Sequence[Any], batch_size: int) -> torch.Tensor:
+    def _probabilities(self, items: Sequence[Any], batch_size: int, tta: bool) -> torch.Tensor:
+        """Softmax of the outputs, or with ``tta`` of their flip-averaged log-probabilities."""
+        return torch.softmax(self._logits(items, batch_size, tta), dim=1)
+
+    def _logits(self, items: Sequence[Any], batch_size: int, tta: bool = False) -> torch.Tensor:
+        """The outputs for ``items``; with ``tta`` the log of the flip-averaged probabilities."""
         batch_size = check_int("batch_size", batch_size, least=1)
-        outputs = [self._forward(batch, raw) for batch, raw in self._batches(items, batch_size)]
+        tta = check_bool("tta", tta)
+        with torch.inference_mode():
+            outputs = [
+                self._forward(batch, raw, tta)
+                for batch, raw in batches(items, self.preprocess, batch_size)
+            ]
         if not outputs:
             raise DataError("no image to predict: the input list or folder is empty")
-        return torch.cat(outputs)
+        return torch.cat(outputs) if len(outputs) > 1 else outputs[0]
 
-    def _forward(self, batch: torch.Tensor, raw: bool) -> torch.Tensor:
+    def _forward(self, batch: torch.Tensor, raw: bool, tta: bool = False) -> torch.Tensor:
         with torch.inference_mode():
             batch = batch.to(self.device, non_blocking=True)
             if raw:
                 batch = self.preprocess.normalize(batch)
             if self._autocast_dtype is not None and self.device.type == "cuda":
                 with torch.autocast("cuda", dtype=self._autocast_dtype):
-                    return self.model(batch).float().cpu()  # type: ignore[no-any-return]
-            return self.model(batch).float().cpu()  # type: ignore[no-any-return]
+                    return self._run(batch, tta).float().cpu()
+            return self._run(batch, tta).float().cpu()
 
-    def _batches(
-        self, items: Sequence[Any], batch_size: int
-    ) -> Iterator[tuple[torch.Tensor, bool]]:
-        """Stack consecutive inputs of equal shape and kind (raw ``uint8`` or ready float)."""
-        pending: list[torch.Tensor] = []
-        pending_raw = False
-        for item in items:
-            tensor, raw = self._convert(item)
-            if pending and (raw != pending_raw or pending[0].shape != tensor.shape[-3:]):
-                yield torch.stack(pending), pending_raw
-                pending = []
-            if tensor.dim() == 4:
-                for start in range(0, tensor.shape[0], batch_size):
-                    yield tensor[start : start + batch_size], raw
-                continue
-            pending.append(tensor)
-            pending_raw = raw
-            if len(pending) == batch_size:
-                yield torch.stack(pending), raw
-                pending = []
-        if pending:
-            yield torch.stack(pending), pending_raw
+    def _run(self, batch: torch.Tensor, tta: bool) -> torch.Tensor:
+        if tta:  # the Trainer's test-time augmentation, so both give the same probabilities
+            from visionkit.training._loop import flip_averaged
 
-    def _convert(self, item: Any) -> tuple[torch.Tensor, bool]:
-        """``(uint8 image, True)`` for a raw image, ``(float input, False)`` for model input."""
-        _check_item(item)
-        if isinstance(item, np.ndarray) and item.dtype.kind == "f":
-            item = torch.from_numpy(np.ascontiguousarray(item))
-        if isinstance(item, torch.Tensor) and item.is_floating_point():
-            return self._check_input(item.float()), False
-        return self.preprocess.to_uint8(item), True
-
-    def _check_input(self, tensor: torch.Tensor) -> torch.Tensor:
-        expected = self.preprocess.input_shape
-        if tensor.dim() not in (3, 4) or (expected and tuple(tensor.shape[-3:]) != expected):
-            raise DataError(
-                f"expected preprocessed model input of shape {expected or 'C x H x W'} (from "
-                f"the checkpoint's preprocessing), got a float tensor of shape "
-                f"{tuple(tensor.shape)}: pass raw images (a path, PIL image or uint8 array) "
-                "to have them preprocessed"
-            )
-        if not bool(torch.isfinite(tensor).all()):
-            raise DataError(
-                f"the model input of shape {tuple(tensor.shape)} holds NaN or infinite values, "
-                "so no prediction would mean anything: find where they come from "
-                "(torch.isfinite) or pass the raw image instead"
-            )
-        return tensor
-
-    def _expand(self, inputs: Any) -> tuple[list[Any], list[str | None]]:
-        if _is_single(inputs):
-            return [inputs], [_source(inputs)]
-        if isinstance(inputs, (torch.Tensor, np.ndarray)):  # a batch
-            if inputs.ndim != 4:
-                raise DataError(
-                    f"expected one image (H x W (x C) array, C x H x W tensor) or a batch of "
-                    f"4 dimensions, got an array of shape {tuple(inputs.shape)}"
-                )
-            return list(inputs), [None] * len(inputs)
-        if not _is_folder(inputs) and (
-            isinstance(inputs, (str, bytes, os.PathLike, Mapping))
-            or not isinstance(inputs, Iterable)
-        ):
-            _check_item(inputs)  # a missing file, or not an image at all: a clear error
-        items: list[Any] = []
-        for item in [inputs] if _is_folder(inputs) else list(inputs):
-            if _is_folder(item):
-                items += image_files(Path(item))
-            elif isinstance(item, (torch.Tensor, np.ndarray)) and item.ndim == 4:
-                items += list(item)
-            else:
-                items.append(item)
-        return items, [_source(i) for i in items]
+            return flip_averaged(self.model, batch)
+        return self.model(batch)  # type: ignore[no-any-return]
 
     def _to_predictions(
         self, probabilities: torch.Tensor, top_k: int, sources: Sequence[str | None]
@@ -415,6 +403,10 @@ class Predictor:
             raise ConfigurationError(f"top_k must be in 1..{num_classes}, got {top_k}")
         names = self._names(num_classes)
         # equal probabilities go to the lower index, as argmax and the top-k accuracies rank
+        if top_k == 1:  # argmax returns the first of equal maxima: the stable sort's first
+            best = probabilities.argmax(dim=1, keepdim=True)
+            top = probabilities.gather(1, best)[:, 0].tolist()
+            return _top_ones(top, best[:, 0].tolist(), names, sources)
         values, indices = probabilities.sort(dim=1, descending=True, stable=True)
         rows = zip(values[:, :top_k].tolist(), indices[:, :top_k].tolist(), sources, strict=True)
         return [_prediction(v, i, names, s) for v, i, s in rows]
@@ -487,107 +479,44 @@ class Predictor:
 def _prediction(
     values: list[float], indices: list[int], names: Sequence[str], source: str | None
 ) -> Prediction:
-    labels = tuple(names[i] for i in indices)
-    return Prediction(
-        index=indices[0],
-        name=labels[0],
-        probability=values[0],
-        indices=tuple(indices),
-        names=labels,
-        probabilities=tuple(values),
-        source=source,
-    )
+    """``Prediction(...)``, the same object, without the seven ``__setattr__`` calls of a frozen
+    dataclass's ``__init__`` (most of the time of building a prediction)."""
+    prediction = _new(Prediction)
+    fields = prediction.__dict__
+    fields["index"] = indices[0]
+    fields["name"] = names[indices[0]]
+    fields["probability"] = values[0]
+    fields["indices"] = tuple(indices)
+    fields["names"] = tuple([names[i] for i in indices])
+    fields["probabilities"] = tuple(values)
+    fields["source"] = source
+    return prediction
+
+
+def _top_ones(
+    values: list[float], indices: list[int], names: Sequence[str], sources: Sequence[str | None]
+) -> list[Prediction]:
+    """The top-1 predictions, built as `_prediction` builds them, in one loop.
+
+    Each class's one-element ``indices`` and ``names`` tuples are shared by its predictions
+    (tuples cannot change): fewer objects to allocate, and for the garbage collector to scan.
+    """
+    shared = [((index,), (name,)) for index, name in enumerate(names)]
+    results = []
+    for value, index, source in zip(values, indices, sources, strict=True):
+        prediction = _new(Prediction)
+        fields = prediction.__dict__
+        fields["index"] = index
+        fields["indices"], fields["names"] = shared[index]
+        fields["name"] = names[index]
+        fields["probability"] = value
+        fields["probabilities"] = (value,)
+        fields["source"] = source
+        results.append(prediction)
+    return results
 
 
 def _with_source(prediction: Prediction, source: str) -> Prediction:
     from dataclasses import replace
 
     return replace(prediction, source=source)
-
-
-def _rebuild(checkpoint: dict[str, Any], path: str | os.PathLike[str]) -> nn.Module:
-    from visionkit.models import create_model
-
-    info = checkpoint["model"]
-    name = info.get("name")
-    if not name:
-        raise CheckpointError(
-            f"{path} was saved from a {info.get('class', 'model')} not built with "
-            "visionkit.models.create_model, so it cannot be rebuilt from the file alone: "
-            "pass model=YourModel(...) to Predictor.from_checkpoint"
-        )
-    kwargs = dict(info.get("kwargs") or {})
-    kwargs.pop("weights", None)  # pretrained weights are superseded by the checkpoint's
-    rng = get_rng_state()  # building a model draws random initial weights
-    try:
-        return create_model(str(name), **kwargs)
-    except VisionKitError as error:
-        raise CheckpointError(
-            f"cannot rebuild the model of {path} ({name!r} with {kwargs}): {error}. If it is "
-            "your own registered model, import the module that registers it first, or pass "
-            "model=... to Predictor.from_checkpoint"
-        ) from None
-    finally:
-        set_rng_state(rng)
-
-
-def _classes(checkpoint: dict[str, Any], path: str | os.PathLike[str]) -> list[str] | None:
-    classes = checkpoint.get("classes")
-    if classes is not None and not (
-        isinstance(classes, list) and all(isinstance(c, str) for c in classes)
-    ):
-        raise CheckpointError(f"{path}: 'classes' must be a list of strings, got {classes!r:.80}")
-    return classes
-
-
-def _preprocess(checkpoint: dict[str, Any], path: str | os.PathLike[str]) -> Preprocess | None:
-    data = checkpoint.get("preprocess")
-    if not data:
-        return None
-    try:
-        return Preprocess.from_dict(data)
-    except (VisionKitError, TypeError, AttributeError) as error:
-        raise CheckpointError(
-            f"{path}: invalid 'preprocess' entry {data!r:.120}: {error}"
-        ) from None
-
-
-def _is_single(inputs: Any) -> bool:
-    if isinstance(inputs, torch.Tensor):
-        return inputs.dim() == 3 or (inputs.dim() == 2 and not inputs.is_floating_point())
-    if isinstance(inputs, np.ndarray):
-        return inputs.ndim in (2, 3)
-    if isinstance(inputs, (str, os.PathLike)):
-        return not _is_folder(inputs)
-    return isinstance(inputs, Image.Image)
-
-
-def _check_item(item: Any) -> None:
-    """Refuse what is not one image (or a batch) before it reaches the image readers."""
-    if isinstance(item, (str, os.PathLike, Image.Image)):
-        if isinstance(item, Image.Image) and min(item.size) < 1:
-            raise DataError(f"the {item.mode} image of size {item.size} has no pixels")
-        return
-    if isinstance(item, Mapping) or not isinstance(item, (np.ndarray, torch.Tensor)):
-        raise DataError(
-            f"cannot predict {describe(item)}: pass a path, a PIL image, a NumPy array or a "
-            "tensor (or a list of them)"
-        )
-    if not 2 <= item.ndim <= 4:
-        raise DataError(
-            f"expected an image of 2 or 3 dimensions (or a batch of 4), got an array of "
-            f"shape {tuple(item.shape)}"
-        )
-    if 0 in item.shape:
-        raise DataError(
-            f"the image of shape {tuple(item.shape)} has no pixels: every dimension must be "
-            "at least 1"
-        )
-
-
-def _is_folder(item: Any) -> bool:
-    return isinstance(item, (str, os.PathLike)) and Path(item).is_dir()
-
-
-def _source(item: Any) -> str | None:
-    return str(item) if isinstance(item, (str, os.PathLike)) else None

@@ -27,7 +27,16 @@ from visionkit.callbacks.checkpoint import ModelCheckpoint
 from visionkit.callbacks.progress import ProgressBar
 from visionkit.exceptions import ConfigurationError
 
-__all__ = ["PRECISIONS", "Precision", "Settings", "add_default_callbacks", "check_arguments"]
+__all__ = [
+    "CACHE_MODES",
+    "PRECISIONS",
+    "CacheFeatures",
+    "Precision",
+    "Settings",
+    "add_default_callbacks",
+    "check_arguments",
+    "check_cache_features",
+]
 
 Precision = Literal["32", "bf16", "16"]
 PRECISIONS: dict[str, torch.dtype | None] = {
@@ -36,6 +45,8 @@ PRECISIONS: dict[str, torch.dtype | None] = {
     "16": torch.float16,
 }
 LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+CacheFeatures = Literal[False, "auto", "eval", "all"]
+CACHE_MODES = ("auto", "eval", "all")
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,7 @@ class Settings:
     channels_last: bool
     compile: bool
     handle_signals: bool
+    cache_features: CacheFeatures
 
 
 def check_arguments(arguments: Mapping[str, Any]) -> tuple[Settings, list[Callback]]:
@@ -118,6 +130,7 @@ def check_arguments(arguments: Mapping[str, Any]) -> tuple[Settings, list[Callba
         channels_last=flags["channels_last"],
         compile=flags["compile"],
         handle_signals=flags["handle_signals"],
+        cache_features=check_cache_features(get("cache_features")),
         **numbers,
     )
     add_default_callbacks(
@@ -278,3 +291,19 @@ def _check_loss(loss: Any) -> None:
             "loss must be a callable (outputs, targets) -> loss tensor such as "
             f"nn.CrossEntropyLoss(), got {describe(loss)}: pass one, or None for the default"
         )
+
+
+def check_cache_features(value: Any) -> CacheFeatures:
+    """``cache_features`` as ``False``, ``"auto"``, ``"eval"`` or ``"all"`` (``True``: ``"auto"``).
+
+    Raises:
+        ConfigurationError: for any other value.
+    """
+    if value is True:
+        return "auto"
+    if value is False or (isinstance(value, str) and value in CACHE_MODES):
+        return value  # type: ignore[return-value]
+    raise ConfigurationError(
+        f"cache_features must be False, True (the same as 'auto'), 'auto', 'eval' or 'all', "
+        f"got {describe(value)}: pass True to cache what can be cached, or False"
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from visionkit._device import move_to_device
@@ -26,6 +27,7 @@ __all__ = [
     "describe_data",
     "eval_loader",
     "num_outputs",
+    "soft_target_loss",
     "unpack",
 ]
 
@@ -97,7 +99,15 @@ def unpack(
 
 
 def compute_loss(loss_fn: Any, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """``loss_fn(outputs, targets)``, with a shape error turned into a clear message."""
+    """``loss_fn(outputs, targets)``, with a shape error turned into a clear message.
+
+    Soft targets ``(batch, num_classes)``, as [`MixUp`][visionkit.callbacks.MixUp] makes
+    them, go through `soft_target_loss` for ``CrossEntropyLoss`` and ``NLLLoss``, and to
+    any other loss as they are.
+    """
+    soft = targets.dim() == 2 and targets.is_floating_point()
+    if soft and isinstance(loss_fn, (nn.CrossEntropyLoss, nn.NLLLoss)):
+        return soft_target_loss(loss_fn, outputs, targets)
     try:
         loss: torch.Tensor = loss_fn(outputs, targets)
     except torch.OutOfMemoryError:
@@ -105,13 +115,57 @@ def compute_loss(loss_fn: Any, outputs: torch.Tensor, targets: torch.Tensor) -> 
     except (RuntimeError, ValueError, IndexError) as error:
         if "CUDA" in str(error) or "device-side" in str(error):
             raise
+        expected = (
+            "the soft targets of a mixing callback are (batch, num_classes) class "
+            "probabilities: use a loss that takes them, such as CrossEntropyLoss"
+            if soft
+            else "the labels must be (batch,) class indices"
+        )
         raise ConfigurationError(
             f"the loss {type(loss_fn).__name__} failed on model outputs of shape "
             f"{tuple(outputs.shape)} and labels of shape {tuple(targets.shape)} "
             f"({str(error).splitlines()[0]}): the model must output (batch, num_classes) "
-            "scores and the labels must be (batch,) class indices"
+            f"scores and {expected}"
         ) from error
     return loss
+
+
+def soft_target_loss(
+    loss_fn: nn.CrossEntropyLoss | nn.NLLLoss, outputs: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor:
+    """The cross-entropy of soft targets ``(batch, num_classes)`` with ``outputs``.
+
+    ``CrossEntropyLoss`` takes class probabilities itself, with its ``weight``,
+    ``reduction`` and ``label_smoothing``. ``NLLLoss`` does not: its loss is computed as
+    ``CrossEntropyLoss`` with the same ``weight`` and ``reduction``, that is
+    ``-(weight * targets * log_softmax(outputs)).sum(1)`` averaged over the batch (or
+    summed). ``log_softmax`` gives log-probabilities back unchanged, so this is the
+    ``NLLLoss`` of models that output them; with a ``weight`` the mean divides by the
+    batch size, as ``CrossEntropyLoss`` does for probabilities, not by the labels' summed
+    weights.
+
+    Raises:
+        ConfigurationError: if the targets do not have the outputs' shape, or the loss
+            has an ``ignore_index``, which soft targets have no class index for.
+    """
+    if targets.shape != outputs.shape:
+        raise ConfigurationError(
+            f"the soft targets have shape {tuple(targets.shape)} but the model outputs "
+            f"{tuple(outputs.shape)} scores: give the mixing callback num_classes="
+            f"{outputs.shape[-1]}, the number of the model's outputs"
+        )
+    if loss_fn.ignore_index != -100:
+        raise ConfigurationError(
+            f"{type(loss_fn).__name__}(ignore_index={loss_fn.ignore_index}) cannot apply to "
+            "soft targets, which have no class index to ignore: drop ignore_index, or leave "
+            "those samples out of the training data"
+        )
+    if isinstance(loss_fn, nn.CrossEntropyLoss):
+        loss: torch.Tensor = loss_fn(outputs, targets)
+        return loss
+    return nn.functional.cross_entropy(
+        outputs, targets, weight=loss_fn.weight, reduction=loss_fn.reduction
+    )
 
 
 def num_outputs(outputs: torch.Tensor) -> int:

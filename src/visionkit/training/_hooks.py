@@ -6,6 +6,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
+
+from visionkit._checks import describe
 from visionkit.callbacks.base import Callback
 from visionkit.callbacks.checkpoint import ModelCheckpoint
 from visionkit.exceptions import ConfigurationError
@@ -15,7 +18,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Hooks", "configure_callbacks"]
 
-Hook = Callable[..., None]
+Hook = Callable[..., Any]
+TRANSFORM = "on_train_batch_transform"
 
 
 class Hooks:
@@ -50,6 +54,28 @@ class Hooks:
         methods = self._active.get(hook, ()) if self._active else _bound(self.callbacks, hook)
         for method in methods:
             method(*args)
+
+    def transform_batch(
+        self, trainer: Trainer, images: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pass a training batch through each callback's ``on_train_batch_transform``, in order."""
+        methods = (
+            self._active.get(TRANSFORM, ()) if self._active else _bound(self.callbacks, TRANSFORM)
+        )
+        for method in methods:
+            result = method(trainer, images, targets)
+            if not (
+                isinstance(result, tuple)
+                and len(result) == 2
+                and all(isinstance(value, torch.Tensor) for value in result)
+            ):
+                owner = type(getattr(method, "__self__", method)).__name__
+                raise ConfigurationError(
+                    f"{owner}.{TRANSFORM} must return a tuple (images, targets) of two tensors, "
+                    f"got {describe(result)}: return the batch, changed or not"
+                )
+            images, targets = result
+        return images, targets
 
 
 def configure_callbacks(trainer: Trainer, run_dir: Path | None) -> None:

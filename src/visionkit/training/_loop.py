@@ -25,6 +25,7 @@ from visionkit.training._batches import (
     num_outputs,
     unpack,
 )
+from visionkit.training._features import FeatureLoader
 from visionkit.training.metrics import ClassificationMetrics
 
 if TYPE_CHECKING:
@@ -124,12 +125,15 @@ class EpochLoop:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         t = self.trainer
         x, y = unpack(batch, t.device, channels_last=t.channels_last)
+        labels = y  # checked as loaded, also when a callback mixes them into soft targets
+        if t._hooks.wants("on_train_batch_transform"):
+            x, y = t._hooks.transform_batch(t, x, y)
         stepping = last or self._stepped(batch_index)
         with self._gradient_sync(stepping):
             with autocast(t):
                 outputs = t._train_forward(x)  # DDP wrapper under DDP; compiled if asked
                 if t._train_groups.empty:
-                    check_labels(y, outputs, t._label_bounds)
+                    check_labels(labels, outputs, t._label_bounds)
                     check_class_names(t.classes, num_outputs(outputs))
                 loss = compute_loss(t.loss_fn, outputs, y)
             detached = loss.detach()
@@ -205,8 +209,10 @@ def evaluate(
 ) -> ClassificationMetrics:
     """Evaluate ``trainer.model`` on ``loader`` (validation or test): hooks, metrics, modes.
 
-    With ``tta`` the outputs are `flip_averaged` log-probabilities.
+    With ``tta`` the outputs are `flip_averaged` log-probabilities. A `FeatureLoader` gives
+    cached backbone features, which its head evaluates.
     """
+    model = loader.head if isinstance(loader, FeatureLoader) else trainer.model
     was_training = trainer.model.training
     trainer.model.eval()
     groups = BatchGroups(top_k=trainer.top_k, confusion=True)
@@ -219,7 +225,7 @@ def evaluate(
                 trainer._hooks.call(start_hook, trainer, batch, batch_index)
             x, y = unpack(batch, trainer.device, channels_last=trainer.channels_last)
             with autocast(trainer):
-                outputs = flip_averaged(trainer.model, x) if tta else trainer.model(x)
+                outputs = flip_averaged(model, x) if tta else model(x)
                 if groups.empty:
                     num_outputs(outputs)
                     check_labels(y, outputs)

@@ -115,6 +115,7 @@ class Preemption:
         path = None
         if isinstance(callback, ModelCheckpoint) and callback.dirpath is not None:
             path = callback.dirpath / "last.ckpt"
+            callback.wait_for_writes()  # a last.ckpt still being written must not land after
             trainer.save_checkpoint(path)
             callback.last_model_path = path
         name = signal.Signals(signum).name

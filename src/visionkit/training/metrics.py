@@ -70,15 +70,26 @@ class ClassificationMetrics:
 
         Pass the batch's mean ``loss``, or ``loss_sum``, the loss summed over its samples
         (both are 0-d tensors). Once a batch is added with neither, the reported loss is
-        ``nan``: the mean loss of the samples is not known.
+        ``nan``: the mean loss of the samples is not known. ``targets`` may also be soft
+        targets ``(B, num_classes)``, the class probabilities of a batch mixed by
+        [`MixUp`][visionkit.callbacks.MixUp] or [`CutMix`][visionkit.callbacks.CutMix]: a
+        mixed image has no one right class, so accuracy and top-k accuracy are then ``nan``
+        (not defined) while the loss is counted.
+
+        Raises:
+            ConfigurationError: for soft targets with ``confusion=True``.
         """
         logits = logits.detach()
+        soft = targets.dim() == 2
+        if soft and self.confusion:
+            raise ConfigurationError(
+                f"a confusion matrix needs (batch,) class indices, got soft targets of shape "
+                f"{tuple(targets.shape)}: build the metrics with confusion=False"
+            )
         if self._state is None:
             self._state = torch.zeros(self._width, dtype=torch.float64, device=logits.device)
         state = self._state
         n = targets.shape[0]
-        predicted = logits.argmax(1)
-        hits = predicted == targets
         if loss_sum is not None:
             state[0] += loss_sum.detach().double()
         elif loss is not None:
@@ -86,6 +97,11 @@ class ClassificationMetrics:
         else:
             state[0] += math.nan
         state[1] += n
+        if soft:
+            state[2 : 3 + len(self.top_k)] += math.nan
+            return
+        predicted = logits.argmax(1)
+        hits = predicted == targets
         state[2] += hits.sum()
         if self.top_k:
             ranks = _target_ranks(logits, targets)

@@ -21,25 +21,19 @@ from visionkit._device import resolve_device
 from visionkit._threads import default_num_threads, num_threads
 from visionkit.callbacks.base import Callback
 from visionkit.callbacks.checkpoint import ModelCheckpoint
-from visionkit.data._loaders import EpochLoader, make_loader
+from visionkit.data._loaders import EpochLoader
 from visionkit.exceptions import NonFiniteLossError
 from visionkit.predict.checkpoint import (
     Preprocess,
     load_checkpoint,
     load_weights,
-    make_checkpoint,
     save_checkpoint,
 )
 from visionkit.training._accumulate import BatchGroups
-from visionkit.training._arguments import LossFunction, Precision, check_arguments
-from visionkit.training._batches import (
-    Data,
-    check_not_empty,
-    class_names,
-    describe_data,
-    eval_loader,
-)
+from visionkit.training._arguments import CacheFeatures, LossFunction, Precision, check_arguments
+from visionkit.training._batches import Data, class_names, describe_data, eval_loader
 from visionkit.training._compile import CompiledForward
+from visionkit.training._features import FeatureCache, fit_loaders
 from visionkit.training._hooks import Hooks, configure_callbacks
 from visionkit.training._loop import EpochLoop, evaluate
 from visionkit.training._numerics import FiniteGuard
@@ -49,8 +43,9 @@ from visionkit.training._runs import (
     resume_target,
     trainer_run_dir,
 )
+from visionkit.training._saving import build_checkpoint
 from visionkit.training._signals import Preemption
-from visionkit.training._state import DataReplay, resume, trainer_state
+from visionkit.training._state import DataReplay, resume
 from visionkit.training._stopping import StopRule
 from visionkit.training.distributed import Strategy, StrategyName, resolve_strategy, torchrun_env
 from visionkit.training.history import History
@@ -131,6 +126,11 @@ class Trainer:
             optimizer step in progress, writes ``last.ckpt`` of that exact point and ends ``fit``
             with [`TrainingPreempted`][visionkit.training.TrainingPreempted] (SIGTERM) or
             ``KeyboardInterrupt``; a second signal stops at once. ``False`` leaves signals alone.
+        cache_features: With a frozen backbone, compute its features once and train and
+            validate the head on them: ``True`` (or ``"auto"``) caches validation, and training
+            when its transform is known to be deterministic; ``"eval"`` validation only;
+            ``"all"`` also a training data set visionkit cannot inspect. ``feature_cache.stages``
+            tells what a ``fit`` cached; see the training guide.
 
     Raises:
         ConfigurationError: if an argument has the wrong type or is out of its range (a
@@ -172,6 +172,7 @@ class Trainer:
     channels_last: bool
     compile: bool
     handle_signals: bool
+    cache_features: CacheFeatures
 
     def __init__(
         self,
@@ -203,6 +204,7 @@ class Trainer:
         strategy: StrategyName | Strategy = "auto",
         num_threads: int | None = None,
         handle_signals: bool = True,
+        cache_features: bool | Literal["auto", "eval", "all"] = False,
     ) -> None:
         # Every argument is checked before anything happens, the model's move included.
         settings, self.callbacks = check_arguments(locals())
@@ -226,6 +228,7 @@ class Trainer:
             self.device.type, enabled=self.precision == "16" and self.device.type == "cuda"
         )
         self.rank, self.world_size = self._strategy.rank, self._strategy.world_size
+        self.feature_cache = FeatureCache(self)
         self._reset_run_state()
 
     def _reset_run_state(self) -> None:
@@ -262,14 +265,16 @@ class Trainer:
 
     @property
     def best_checkpoint(self) -> Path | None:
-        """Path of the best checkpoint saved so far (by the checkpoint callback's monitor)."""
-        callback = self.checkpoint_callback
+        """Path of the best checkpoint saved so far (waiting until a background write is done)."""
+        if (callback := self.checkpoint_callback) is not None:
+            callback.wait_for_writes()
         return callback.best_model_path if callback is not None else None
 
     @property
     def last_checkpoint(self) -> Path | None:
-        """Path of the most recent checkpoint saved."""
-        callback = self.checkpoint_callback
+        """Path of the most recent checkpoint saved (waiting until it is written)."""
+        if (callback := self.checkpoint_callback) is not None:
+            callback.wait_for_writes()
         return callback.last_model_path if callback is not None else None
 
     @property
@@ -315,23 +320,9 @@ class Trainer:
             epoch cut short by ``max_steps`` or ``max_time`` gets a row; once resumed and finished,
             that row is replaced, so there is one row per epoch.
         """
-        describe_data(self, train)
-        train_loader = make_loader(
-            train,
-            batch_size,
-            shuffle=shuffle,
-            seed=self.seed,
-            device=self.device,
-            augment=True,
-            num_workers=self.num_workers,
-            rank=self.rank,
-            world_size=self.world_size,
+        train_loader, val_loader = fit_loaders(
+            self, train, val, batch_size=batch_size, val_batch_size=val_batch_size, shuffle=shuffle
         )
-        self._data_replay.loader = train_loader
-        train_loader = self._strategy.train_loader(train_loader, train)
-        val_loader = eval_loader(self, val, val_batch_size or batch_size)
-        check_not_empty(train_loader, "training")
-        check_not_empty(val_loader, "validation")
         if self.monitor is None:
             self.monitor = "val_loss" if val is not None else "train_loss"
         check_resume_from(resume_from)
@@ -354,6 +345,8 @@ class Trainer:
             self._strategy.abort()  # other processes fail at once instead of waiting
             self._hooks.call("on_exception", self, error)
             raise
+        finally:
+            self.feature_cache.release()
         return self.history
 
     def _fit_loop(self, train_loader: EpochLoader, val_loader: EpochLoader | None) -> None:
@@ -429,16 +422,7 @@ class Trainer:
         self._flush_finite_checks()
         if not self.is_global_zero:
             return Path(path)
-        self._check_weights_finite(f"refused to write checkpoint {path}")
-        checkpoint = make_checkpoint(
-            self.model,
-            classes=self.classes,
-            preprocess=self.preprocess,
-            metrics=metrics if metrics is not None else self.last_metrics,
-            trainer_state=trainer_state(self),
-        )
-        self._hooks.call("on_save_checkpoint", self, checkpoint)
-        return save_checkpoint(checkpoint, path)
+        return save_checkpoint(build_checkpoint(self, path, metrics), path)
 
     def load_weights(
         self, path: str | os.PathLike[str], *, weights: Literal["averaged", "raw"] = "averaged"

@@ -63,7 +63,9 @@ def test_a_nan_validation_loss_never_enters_the_top_k(tmp_path: Path) -> None:
 
 
 class _Writer:
-    """The part of a ``Trainer`` that ``ModelCheckpoint.on_epoch_end`` uses."""
+    """The part of a ``Trainer`` that ``ModelCheckpoint.on_epoch_end`` uses when it writes
+    on the training thread (``async_write=False``; test_async_checkpoints.py checks that the
+    background writer keeps the same files)."""
 
     is_global_zero = True
 
@@ -103,7 +105,12 @@ def test_kept_files_are_always_the_k_best_finite_scores(
 
         def build() -> ModelCheckpoint:
             return ModelCheckpoint(
-                root, monitor="score", mode=mode, save_top_k=save_top_k, filename="e{epoch}"
+                root,
+                monitor="score",
+                mode=mode,
+                save_top_k=save_top_k,
+                filename="e{epoch}",
+                async_write=False,
             )
 
         checkpoint = build()

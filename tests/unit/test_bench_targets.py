@@ -1,0 +1,92 @@
+"""The benchmark report's ratios and checks, against hand computations.
+
+``bench/`` is a folder of scripts, not a package: its modules are imported from it the way
+``bench/run_all.py`` imports them.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+@pytest.fixture(scope="module")
+def bench() -> Iterator[Any]:
+    sys.path.insert(0, str(BENCH))
+    try:
+        import _common
+        import _targets
+
+        yield _common, _targets
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def test_rounds_rotate_so_no_variant_always_runs_first(bench: Any) -> None:
+    common, _ = bench
+    names = ["visionkit", "torchvision", "hand"]
+    orders = [common.rotated(names, repeat) for repeat in range(4)]
+    assert orders == [
+        ["visionkit", "torchvision", "hand"],
+        ["torchvision", "hand", "visionkit"],
+        ["hand", "visionkit", "torchvision"],
+        ["visionkit", "torchvision", "hand"],
+    ]
+
+
+def test_data_checks_are_medians_of_per_round_ratios(bench: Any) -> None:
+    _, targets = bench
+    # Round by round: (a)/visionkit CPU = 3.0, 2.0, 4.0 -> median 3.0; a ratio of medians
+    # would give 6 / 2 = 3.0 too, so the wall times are chosen to tell them apart:
+    # (a)/visionkit wall = 10/2, 6/3, 12/4 = 5.0, 2.0, 3.0 -> median 3.0, not 10 / 3.
+    runs = {
+        "visionkit": [
+            {"epoch_cpu_s": 2.0, "epoch_s": 2.0},
+            {"epoch_cpu_s": 3.0, "epoch_s": 3.0},
+            {"epoch_cpu_s": 1.0, "epoch_s": 4.0},
+        ],
+        "torchvision": [
+            {"epoch_cpu_s": 6.0, "epoch_s": 10.0},
+            {"epoch_cpu_s": 6.0, "epoch_s": 6.0},
+            {"epoch_cpu_s": 4.0, "epoch_s": 12.0},
+        ],
+        "hand": [
+            {"epoch_cpu_s": 2.0, "epoch_s": 2.0},
+            {"epoch_cpu_s": 2.0, "epoch_s": 2.0},
+            {"epoch_cpu_s": 1.0, "epoch_s": 5.0},
+        ],
+    }
+    checks = {c["check"]: c for c in targets.data_checks(runs, 1.5)}
+    assert checks["speed-up over (a), CPU time"]["value"] == 3.0
+    assert checks["speed-up over (a), wall time"]["value"] == 3.0
+    assert checks["time / (b), CPU time"]["value"] == 1.0  # 1.0, 1.5, 1.0
+    assert checks["time / (b), wall time"]["value"] == 1.0  # 1.0, 1.5, 0.8
+    assert [c["ok"] for c in checks.values()] == [True, True, True, True, True]
+
+
+def test_the_lightning_target_is_checked_against_the_tuned_configuration(bench: Any) -> None:
+    _, targets = bench
+
+    def runs(*cpu: float) -> list[tuple[float, float, None]]:
+        return [(0.0, value, None) for value in cpu]
+
+    checks = targets.loop_checks(
+        "mlp",
+        {
+            "hand loop": runs(1.0, 2.0, 1.0),
+            "visionkit Trainer": runs(1.0, 2.2, 1.1),  # 1.0, 1.1, 1.1 -> 1.1
+            targets.LIGHTNING_TUNED: runs(1.0, 2.0, 1.0),  # 1.0, 1.1, 1.1 -> 1.1
+            targets.LIGHTNING_TYPICAL: runs(2.0, 4.4, 2.2),  # 0.5, 0.5, 0.5
+        },
+    )
+    assert [(c["check"], round(c["value"], 9), c["target"], c["ok"]) for c in checks] == [
+        ("mlp: Trainer / hand loop, CPU time", 1.1, "<= 1.05", False),
+        ("mlp: Trainer / Lightning tuned, CPU time", 1.1, "<= 1.0", False),
+        ("mlp: Trainer / Lightning typical, CPU time", 0.5, "-", None),
+    ]
