@@ -1,14 +1,15 @@
-"""The CPU benchmarks of ``run_all.py``: data path, training loop, prediction, accuracy.
+"""The CPU benchmarks of ``run_all.py``: data path, training loop, prediction.
 
 Each function runs one benchmark and returns its section of the report (title, setup,
-rows, target checks and notes); ``_targets.py`` holds the targets.
+rows, target checks and notes); ``_targets.py`` holds the targets. Time to accuracy is in
+``_accuracy.py``, CPU ``torch.compile`` in ``_compile_cpu.py``, the GPU in ``_gpu.py``.
 """
 
 from __future__ import annotations
 
+import functools
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,27 +17,18 @@ from typing import Any
 import bench_data
 import bench_predict
 import bench_trainer
-import torch
-from _common import HAS_LIGHTNING, Peak, Result, Runs, Sizes, device_name, paired, sync
-from _targets import data_checks, loop_checks, prediction_checks
-from torch import nn
-
-from visionkit import Trainer
-from visionkit.callbacks import Callback
-from visionkit.data import TensorImageDataset, read_idx
-from visionkit.models import create_model
+from _common import HAS_LIGHTNING, Peak, Result, Runs, Sizes, paired
+from _short_epochs import bench_short_epochs
+from _targets import LIGHTNING_TUNED, LIGHTNING_TYPICAL, data_checks, loop_checks, prediction_checks
 
 
 # ---------------------------------------------------------------------------- data path
 def bench_data_path(sizes: Sizes, threads: int) -> Result:
-    """One MLP epoch fed by each pipeline of ``bench_data.py``, each in a fresh process."""
+    """One MLP epoch fed by each pipeline of ``bench_data.py``: interleaved fresh processes."""
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         data_bytes = bench_data.write_mnist(bench_data.SHARED_MNIST, root, sizes.data_copies)
-        runs: dict[str, list[dict[str, float]]] = {name: [] for name in bench_data.PIPELINES}
-        for _ in range(sizes.data_repeats):
-            for name in bench_data.PIPELINES:
-                runs[name].append(bench_data._spawn(name, root, threads))
+        runs = bench_data.interleaved_runs(root, threads, sizes.data_repeats)
     med = {n: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for n, rs in runs.items()}
     labels = {
         "visionkit": "visionkit in-memory path",
@@ -55,15 +47,16 @@ def bench_data_path(sizes: Sizes, threads: int) -> Result:
         }
         for name, m in med.items()
     ]
-    vk, tv, hand = (med[n] for n in bench_data.PIPELINES)
-    memory = vk["peak_mb"] * 2**20 / data_bytes
+    memory = med["visionkit"]["peak_mb"] * 2**20 / data_bytes
     return {
         "title": "Data path: one MLP epoch (W1), in-memory vs torchvision pipeline",
-        "setup": f"{vk['samples']:.0f} training digits per epoch (real MNIST digits tiled "
-        f"{sizes.data_copies}x, 20% held out), batch {bench_data.BATCH}, {threads} thread(s), "
-        f"median of {sizes.data_repeats} run(s), each pipeline in a fresh process",
+        "setup": f"{med['visionkit']['samples']:.0f} training digits per epoch (real MNIST "
+        f"digits tiled {sizes.data_copies}x, 20% held out), batch {bench_data.BATCH}, "
+        f"{threads} thread(s); {sizes.data_repeats} round(s), each running every pipeline once "
+        "in a fresh process, the order rotated each round; rows: medians over rounds; "
+        "ratios: median of the per-round ratios",
         "rows": rows,
-        "checks": data_checks(vk, tv, hand, memory),
+        "checks": data_checks(runs, memory),
     }
 
 
@@ -77,7 +70,10 @@ def bench_training_loop(sizes: Sizes, threads: int) -> Result:
     if HAS_LIGHTNING:
         import bench_lightning
 
-        variants["Lightning Trainer"] = bench_lightning.lightning_loop
+        variants[LIGHTNING_TUNED] = bench_lightning.lightning_loop
+        variants[LIGHTNING_TYPICAL] = functools.partial(
+            bench_lightning.lightning_loop, typical=True
+        )
     rows: list[dict[str, Any]] = []
     checks: list[dict[str, Any]] = []
     for name, work in bench_trainer._workloads().items():
@@ -86,6 +82,9 @@ def bench_training_loop(sizes: Sizes, threads: int) -> Result:
         runs = _interleaved(variants, work, data, sizes.trainer_repeats)
         rows += _loop_rows(name, runs)
         checks += loop_checks(name, runs)
+    short_rows, short_checks, short_setup = bench_short_epochs(sizes)
+    rows += short_rows
+    checks += short_checks
     notes = [] if HAS_LIGHTNING else ["Lightning is not installed: `pip install lightning`."]
     return {
         "title": "Training loop: Trainer vs hand-written loop vs Lightning, per epoch",
@@ -93,7 +92,10 @@ def bench_training_loop(sizes: Sizes, threads: int) -> Result:
         f"{sizes.trainer_mlp[1]} val digits; ConvNet (W2, Adadelta, batch 32): "
         f"{sizes.trainer_convnet[0]} + {sizes.trainer_convnet[1]}; 1 epoch per run, "
         f"{sizes.trainer_repeats} interleaved runs per variant after a warm-up, {threads} "
-        "thread(s); ratios: median of the per-run ratios (same repeat) on CPU time",
+        "thread(s); ratios: median of the per-run ratios (same repeat) on CPU time; "
+        "Lightning tuned (loss summed on the device and logged once per epoch, no logger, "
+        "progress bar or summary, default "
+        f"checkpoint on) and typical (per-step logging, default Trainer); {short_setup}",
         "rows": rows,
         "checks": checks,
         "notes": notes,
@@ -142,6 +144,7 @@ def bench_prediction(sizes: Sizes, threads: int) -> Result:
     workloads: list[tuple[str, Callable[[], dict[str, float]]]] = [
         ("MNIST digits as PIL images", lambda: bench_predict.digits(n, r)),
         ("MNIST digits as uint8 arrays", lambda: bench_predict.digits(n, r, as_pil=False)),
+        ("MNIST digits as uint8 tensors", lambda: bench_predict.digits(n, r, kind="tensor")),
     ]
     flowers = bench_data.SHARED_MNIST.parent / "flowers"
     if sizes.flowers and flowers.is_dir():
@@ -160,94 +163,11 @@ def bench_prediction(sizes: Sizes, threads: int) -> Result:
     return {
         "title": "Prediction: Predictor vs hand-written batched loop vs one image per call",
         "setup": f"{sizes.predict_n} real MNIST digits, MLP 784-512-512-10, batch "
-        f"{bench_predict.BATCH}, best of {r} runs, {threads} thread(s); memory columns are "
-        "the peak over all three methods of a workload",
+        f"{bench_predict.BATCH}, {threads} thread(s); the hand loop is vectorised (one stack, "
+        "one conversion and one normalisation per batch); the three methods run interleaved "
+        f"in a rotating order, {r} times, images/s from the median wall time, ratios the "
+        "median of the same repeat's ratios; memory columns are the peak over all three "
+        "methods of a workload",
         "rows": rows,
         "checks": checks,
-    }
-
-
-# ---------------------------------------------------------------------------- accuracy
-class TimeToAccuracy(Callback):
-    """Stops training once ``val_accuracy`` reaches ``target``; times training only."""
-
-    def __init__(self, target: float) -> None:
-        self.target = target
-        self.train_seconds = 0.0
-        self.reached_at: float | None = None
-        self.accuracies: list[float] = []
-        self._start = 0.0
-
-    def on_train_epoch_start(self, trainer: Trainer, epoch: int) -> None:
-        sync(trainer.device)
-        self._start = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
-        sync(trainer.device)
-        self.train_seconds += time.perf_counter() - self._start
-
-    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
-        self.accuracies.append(metrics["val_accuracy"])
-        if self.reached_at is None and metrics["val_accuracy"] >= self.target:
-            self.reached_at = self.train_seconds
-            trainer.should_stop = True
-
-
-def mnist_8000_2000() -> tuple[TensorImageDataset, TensorImageDataset]:
-    """The real MNIST sample: the first 8,000 digits to train on, the last 2,000 to test."""
-    folder = bench_data.SHARED_MNIST
-    images = read_idx(folder / "t10k-images-idx3-ubyte.gz").unsqueeze(1)
-    labels = read_idx(folder / "t10k-labels-idx1-ubyte.gz").long()
-    classes = [str(digit) for digit in range(10)]
-    stats: dict[str, Any] = {"mean": [0.1302], "std": [0.3069]}  # the W2 tutorial's values
-    train = TensorImageDataset(images[:8000], labels[:8000], classes, **stats)
-    return train, TensorImageDataset(images[8000:], labels[8000:], classes, **stats)
-
-
-def bench_accuracy(sizes: Sizes, threads: int) -> Result:
-    """Seconds of training until the W2 tutorial's ConvNet reaches 98% on the 2,000 test digits."""
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    rows = []
-    for device in devices:
-        train, test = (d.to(device) for d in mnist_8000_2000())
-        torch.manual_seed(0)
-        model = create_model("convnet")
-        timer = TimeToAccuracy(0.98)
-        trainer = Trainer(
-            model,
-            optimizer=torch.optim.Adadelta(model.parameters(), lr=0.5),
-            loss=nn.NLLLoss(),
-            max_epochs=50,
-            max_time=sizes.accuracy_max_time,
-            device=device,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            callbacks=[timer],
-        )
-        with Peak() as peak:
-            start = time.perf_counter()
-            trainer.fit(train, test, batch_size=32)
-            wall = time.perf_counter() - start
-        rows.append(
-            {
-                "device": device_name(torch.device(device)),
-                "train s to 98%": timer.reached_at,
-                "epochs": len(timer.accuracies),
-                "fit wall s (with eval)": wall,
-                "test accuracy per epoch": ", ".join(f"{a:.4f}" for a in timer.accuracies),
-                **peak.columns(),
-            }
-        )
-    notes = ["`train s to 98%` is empty when 98% was not reached within the time budget."]
-    if len(devices) == 1:
-        notes.append("No CUDA device here: the GPU row is missing.")
-    return {
-        "title": "Accuracy per second: the W2 ConvNet to 98% test accuracy on real MNIST",
-        "setup": "create_model('convnet'), Adadelta(lr=0.5), NLLLoss, batch 32 (the W2 recipe); "
-        "train on the first 8,000 digits of ../shared/data/mnist, test on the last "
-        f"2,000 after every epoch; training time only (evaluation excluded); {threads} "
-        f"thread(s); budget {sizes.accuracy_max_time:.0f} s",
-        "rows": rows,
-        "checks": [],
-        "notes": notes,
     }

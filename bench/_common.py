@@ -23,6 +23,14 @@ class Sizes:
     trainer_mlp: tuple[int, int] = (48000, 12000)
     trainer_convnet: tuple[int, int] = (6400, 1600)
     trainer_repeats: int = 5
+    defaults_data: tuple[int, int] = (3584, 896)  # short epochs: 56 batches of 64
+    defaults_epochs: int = 3
+    defaults_repeats: int = 7
+    compile_mlp: tuple[int, int] = (19200, 4800)
+    compile_convnet: tuple[int, int] = (3200, 800)
+    compile_epochs: int = 4
+    compile_repeats: int = 2
+    accuracy_repeats: int = 3
     predict_n: int = 2000
     predict_repeat: int = 5
     flowers: bool = True
@@ -35,10 +43,17 @@ class Sizes:
 
 QUICK = Sizes(
     data_copies=2,
-    data_repeats=1,
+    data_repeats=3,
     trainer_mlp=(9600, 2400),
     trainer_convnet=(3200, 800),
     trainer_repeats=5,
+    defaults_epochs=2,
+    defaults_repeats=3,
+    compile_mlp=(4800, 1200),
+    compile_convnet=(1600, 400),
+    compile_epochs=3,
+    compile_repeats=1,
+    accuracy_repeats=2,
     predict_n=1000,
     predict_repeat=3,
     flowers=False,
@@ -83,6 +98,18 @@ def paired(runs: Runs, name: str, base: str, column: int = 1) -> float:
     """Median over repeats of ``name``'s time / ``base``'s (column 0: wall, 1: CPU)."""
     pairs = zip(runs[name], runs[base], strict=True)
     return statistics.median(a[column] / b[column] for a, b in pairs)
+
+
+def rotated(names: list[str], repeat: int) -> list[str]:
+    """Round ``repeat``'s order of ``names``: rotated by one per round, so none always leads."""
+    shift = repeat % len(names)
+    return names[shift:] + names[:shift]
+
+
+def median_ratio(runs: dict[str, list[dict[str, Any]]], name: str, base: str, key: str) -> float:
+    """Median over rounds of ``name``'s ``key`` / ``base``'s (runs of the same round paired)."""
+    pairs = zip(runs[name], runs[base], strict=True)
+    return statistics.median(a[key] / b[key] for a, b in pairs)
 
 
 def sync(device: torch.device) -> None:

@@ -19,9 +19,12 @@ from typing import Any
 import bench_data
 import torch
 import torchvision
-from _benchmarks import bench_accuracy, bench_data_path, bench_prediction, bench_training_loop
+from _accuracy import bench_accuracy
+from _benchmarks import bench_data_path, bench_prediction, bench_training_loop
 from _common import HAS_LIGHTNING, QUICK, SMOKE, Peak, Result, Sizes, device_name
+from _compile_cpu import bench_compile
 from _gpu import bench_gpu
+from bench_features import bench_feature_cache
 
 HERE = Path(__file__).resolve().parent
 ENTRY_POINT = HERE / "run_all.py"
@@ -34,7 +37,9 @@ BENCHMARKS: dict[str, Callable[[Sizes, int], Result]] = {
     "trainer": bench_training_loop,
     "predict": bench_prediction,
     "accuracy": bench_accuracy,
+    "compile": bench_compile,
     "gpu": bench_gpu,
+    "features": bench_feature_cache,
 }
 
 

@@ -5,26 +5,35 @@ memory is its own) and reuses the functions of ``bench_data.py``, ``bench_traine
 ``bench_predict.py`` and ``bench_lightning.py``:
 
 * ``data``: the in-memory data path against the W1 tutorial's torchvision pipeline and a
-  preloaded ``float32`` loop (one MLP epoch, each pipeline in a fresh process);
+  preloaded ``float32`` loop (one MLP epoch, each run in a fresh process, the pipelines
+  interleaved round by round; CPU and wall time);
 * ``trainer``: ``Trainer.fit`` against the hand-written loop and, if ``lightning`` is
-  installed, ``lightning.Trainer.fit``, on the W1 tutorial's MLP and the W2 tutorial's ConvNet;
+  installed, ``lightning.Trainer.fit`` configured two ways (tuned: loss logged per epoch;
+  typical: per-step logging and default settings), on the W1 tutorial's MLP and the W2
+  tutorial's ConvNet; then the Trainer with its defaults against a hand loop on short
+  epochs (``_short_epochs.py``);
 * ``predict``: ``Predictor.predict`` against a hand-written batched loop and one image
   per call;
 * ``accuracy``: the W2 tutorial's ConvNet on the real MNIST sample (train on the first 8,000
-  digits, test on the last 2,000): training time to reach 98% test accuracy, on the CPU
-  and on CUDA when there is one;
+  digits, test on the last 2,000): training time to reach 98% test accuracy, the Trainer
+  and a hand loop with the same initial weights and batch order (``_accuracy.py``), on the
+  CPU and on CUDA when there is one;
+* ``compile``: ``Trainer(compile=True)`` against ``compile=False`` on the CPU, per epoch
+  after the first, and the compile time (``_compile_cpu.py``);
 * ``gpu``: CIFAR-10-shaped random ``uint8`` data, ``NetResDeep`` and a ResNet-18:
   images/s of plain fp32 eager training against each fast-path flag, and Lightning with
   its equivalent settings. Skipped, with the reason, when there is no CUDA device.
+* ``features``: W5's frozen VGG16 features with a trainable head, ``cache_features`` on
+  and off (``bench_features.py``): per-epoch time after the first epoch, and the same head.
 
 Every row records the peak resident memory of its process while it ran (Linux
 ``VmHWM``, reset before the row) and, on CUDA, the peak allocated GPU memory. Ratios are
 measured within one run, never against numbers from elsewhere.
 
-The code: ``_common.py`` (problem sizes, the memory meter), ``_benchmarks.py`` and
-``_gpu.py`` (the benchmarks), ``_targets.py`` (every target and its check), ``_runner.py``
-(one subprocess per benchmark) and ``_tables.py`` (the Markdown report); this file is the
-command line.
+The code: ``_common.py`` (problem sizes, the memory meter), ``_benchmarks.py``,
+``_short_epochs.py``, ``_accuracy.py``, ``_compile_cpu.py`` and ``_gpu.py`` (the benchmarks),
+``_targets.py`` (every target and its check), ``_runner.py`` (one subprocess per benchmark)
+and ``_tables.py`` (the Markdown report); this file is the command line.
 
 Usage::
 

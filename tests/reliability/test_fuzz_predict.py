@@ -132,6 +132,9 @@ def images(draw: st.DrawFn) -> Any:
 def _raw_ok(image: Any) -> bool:
     """Whether ``image`` is a raw image the readers accept (a documented input kind)."""
     if isinstance(image, Image.Image):
+        if image.mode == "F":  # floating-point pixels must be in [0, 1], which maps to 0..255
+            low, high = image.getextrema()
+            return min(image.size) >= 1 and float(low) >= 0.0 and float(high) <= 1.0
         return min(image.size) >= 1
     if isinstance(image, np.ndarray):
         array = image

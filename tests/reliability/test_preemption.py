@@ -171,7 +171,11 @@ def test_handlers_are_restored_after_fit(tmp_path: Path) -> None:
     def mine(signum: int, frame: object) -> None:
         """A user's own handler."""
 
+    def also_mine(signum: int, frame: object) -> None:
+        """Another one, for Ctrl-C."""
+
     previous = signal.signal(signal.SIGTERM, mine)
+    previous_int = signal.signal(signal.SIGINT, also_mine)  # whatever the shell left there
     try:
         trainer = Trainer(
             create_model("mlp", in_features=784, hidden=[8], num_classes=10),
@@ -182,9 +186,10 @@ def test_handlers_are_restored_after_fit(tmp_path: Path) -> None:
         )
         trainer.fit(mnist_sample().train.select(range(64)), batch_size=32)
         assert signal.getsignal(signal.SIGTERM) is mine
-        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert signal.getsignal(signal.SIGINT) is also_mine
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def _claim(root: str, start: float, queue: multiprocessing.Queue[str]) -> None:

@@ -1,0 +1,125 @@
+"""The Trainer's defaults on short epochs: checkpoint and progress output against a hand loop.
+
+Short epochs are where per-epoch costs show: the default ``ModelCheckpoint`` writes
+``last.ckpt`` (and the best weights) after every epoch, and the default ``ProgressBar``
+prints, here to a non-terminal stream as in CI. Both loops train the W1 MLP and the W2
+ConvNet on 3,584 digits (56 batches of 64) with a validation pass over 896 digits every
+epoch. The hand loop is the tutorials' loop written well: no checkpoint, no output, the
+running loss read once per epoch. Part of the ``trainer`` benchmark of ``run_all.py``.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import time
+from typing import Any
+
+import bench_trainer
+import torch
+from _common import Peak, Sizes, median_ratio, rotated
+from _targets import check
+from torch import nn
+
+from visionkit import Trainer
+from visionkit.callbacks import ProgressBar
+from visionkit.data import TensorImageDataset, make_loader
+
+BATCH = 64
+BASE = "hand loop, short epochs"
+
+
+def hand_loop(
+    work: bench_trainer.Workload, train: TensorImageDataset, val: TensorImageDataset, epochs: int
+) -> tuple[float, float]:
+    """Wall and CPU seconds per epoch: train, validate, nothing saved or printed."""
+    torch.manual_seed(0)
+    model: nn.Module = work["model"]()
+    optimizer = work["optimizer"](model)
+    criterion = work["loss"]()
+    train_loader = make_loader(train, BATCH, shuffle=True, seed=0, augment=True)
+    val_loader = make_loader(val, BATCH)
+    start, cpu = time.perf_counter(), time.process_time()
+    for epoch in range(epochs):
+        train_loader.set_epoch(epoch)
+        model.train()
+        train_loss = torch.zeros(())
+        for x, y in train_loader:
+            optimizer.zero_grad()
+            loss = criterion(model(x), y)
+            loss.backward()
+            optimizer.step()
+            train_loss += loss.detach() * x.size(0)
+        model.eval()
+        val_loss, correct = torch.zeros(()), torch.zeros((), dtype=torch.long)
+        with torch.inference_mode():
+            for x, y in val_loader:
+                outputs = model(x)
+                val_loss += criterion(outputs, y) * x.size(0)
+                correct += (outputs.argmax(1) == y).sum()
+        _ = (train_loss.item(), val_loss.item(), correct.item())  # the epoch's figures
+    return (time.perf_counter() - start) / epochs, (time.process_time() - cpu) / epochs
+
+
+def trainer_defaults(
+    work: bench_trainer.Workload, train: TensorImageDataset, val: TensorImageDataset, epochs: int
+) -> tuple[float, float]:
+    """Wall and CPU seconds per epoch of ``Trainer.fit`` with its default callbacks."""
+    torch.manual_seed(0)
+    model: nn.Module = work["model"]()
+    with tempfile.TemporaryDirectory() as root:
+        trainer = Trainer(
+            model,
+            optimizer=work["optimizer"](model),
+            loss=work["loss"](),
+            max_epochs=epochs,
+            device="cpu",
+            default_root_dir=root,  # the default ModelCheckpoint writes here every epoch
+            callbacks=[ProgressBar(stream=io.StringIO(), force_tty=False)],  # as in CI
+        )
+        start, cpu = time.perf_counter(), time.process_time()
+        trainer.fit(train, val, batch_size=BATCH)
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return wall / epochs, cpu / epochs
+
+
+def bench_short_epochs(sizes: Sizes) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
+    """Rows, checks and setup text of the defaults-on-short-epochs comparison."""
+    variants = {BASE: hand_loop, "Trainer defaults": trainer_defaults}
+    rows: list[dict[str, Any]] = []
+    checks: list[dict[str, Any]] = []
+    data = bench_trainer._data(*sizes.defaults_data)
+    for name, work in bench_trainer._workloads().items():
+        for run in variants.values():  # warm-up
+            run(work, *data, 1)
+        runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+        for repeat in range(sizes.defaults_repeats):
+            for variant in rotated(list(variants), repeat):
+                with Peak() as peak:
+                    wall, cpu = variants[variant](work, *data, sizes.defaults_epochs)
+                runs[variant].append({"wall": wall, "cpu": cpu, "peak": peak})
+        for variant, results in runs.items():
+            worst = max(results, key=lambda r: r["peak"].rss_mb)["peak"]
+            rows.append(
+                {
+                    "workload": f"{name}, short epochs",
+                    "loop": variant,
+                    "best wall s/epoch": min(r["wall"] for r in results),
+                    "best CPU s/epoch": min(r["cpu"] for r in results),
+                    "CPU time / hand loop": median_ratio(runs, variant, BASE, "cpu"),
+                    "wall time / hand loop": median_ratio(runs, variant, BASE, "wall"),
+                    **worst.columns(),
+                }
+            )
+        ratio = median_ratio(runs, "Trainer defaults", BASE, "cpu")
+        label = f"{name}, short epochs: Trainer defaults / hand loop, CPU time"
+        checks.append(check(label, ratio, "<= 1.05"))
+    train, val = sizes.defaults_data
+    setup = (
+        f"short epochs: {train} train + {val} val digits, batch {BATCH}, "
+        f"{sizes.defaults_epochs} epochs per run (setup included), {sizes.defaults_repeats} "
+        "interleaved runs per variant after a warm-up; the Trainer with its defaults "
+        "(ModelCheckpoint every epoch into a temporary folder, ProgressBar to a non-terminal "
+        "stream), the hand loop saving and printing nothing"
+    )
+    return rows, checks, setup
