@@ -105,8 +105,20 @@ def spawn(name: str, args: argparse.Namespace, log: Path) -> Result:
 
 
 def command_line() -> str:
-    """The command that made the report, as the user would type it."""
+    """The command that made the report, as the user would type it.
+
+    ``--out`` and ``--logs`` only choose where files go, so they are left out: the report
+    names no folder of the machine it ran on.
+    """
     script = Path(sys.argv[0])
     with contextlib.suppress(ValueError):
         script = script.resolve().relative_to(Path.cwd())
-    return shlex.join(["python", str(script), *sys.argv[1:]])
+    arguments, skip = [], False
+    for argument in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif argument in ("--out", "--logs"):
+            skip = True
+        elif not argument.startswith(("--out=", "--logs=")):
+            arguments.append(argument)
+    return shlex.join(["python", str(script), *arguments])

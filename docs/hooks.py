@@ -33,7 +33,6 @@ REPO = Path(__file__).resolve().parents[1]
 # Short names for the results files pages quote most.
 SOURCES = {
     "bench": "bench/results/benchmarks.json",
-    "bench-trainer-only": "bench/results/trainer-only/benchmarks.json",
     "ddp": "bench/results/ddp.md",
 }
 PLACEHOLDER = re.compile(r"\{\{\s*(json|table|text):(\S+)\s+(.*?)\s*\}\}")

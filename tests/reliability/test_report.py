@@ -36,5 +36,10 @@ def test_the_committed_counts_come_from_the_long_suite_and_meet_the_issue() -> N
     assert sum(counts[f"process_kills.{phase}"] for phase in phases) == counts["process_kills"]
     assert counts["io_faults"] >= 200
     assert counts["hostile_checkpoints"] >= 10
+    assert counts["elastic_restarts"] >= 6  # the fast kill and the long ones, ranks 0 and 1
+    assert counts["elastic_restarts.rank0"] > 0
+    assert counts["elastic_restarts.rank1"] > 0
+    assert counts["preemption"] > 0
+    assert counts["run_collisions"] > 0
     for area in ["hostile_archives", "hostile_images", "numerics", "fuzz_cases"]:
         assert counts[area] > 0, area
