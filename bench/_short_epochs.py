@@ -10,8 +10,6 @@ running loss read once per epoch. Part of the ``trainer`` benchmark of ``run_all
 
 from __future__ import annotations
 
-import io
-import tempfile
 import time
 from typing import Any
 
@@ -21,8 +19,6 @@ from _common import Peak, Sizes, median_ratio, rotated
 from _targets import check
 from torch import nn
 
-from visionkit import Trainer
-from visionkit.callbacks import ProgressBar
 from visionkit.data import TensorImageDataset, make_loader
 
 BATCH = 64
@@ -64,23 +60,8 @@ def hand_loop(
 def trainer_defaults(
     work: bench_trainer.Workload, train: TensorImageDataset, val: TensorImageDataset, epochs: int
 ) -> tuple[float, float]:
-    """Wall and CPU seconds per epoch of ``Trainer.fit`` with its default callbacks."""
-    torch.manual_seed(0)
-    model: nn.Module = work["model"]()
-    with tempfile.TemporaryDirectory() as root:
-        trainer = Trainer(
-            model,
-            optimizer=work["optimizer"](model),
-            loss=work["loss"](),
-            max_epochs=epochs,
-            device="cpu",
-            default_root_dir=root,  # the default ModelCheckpoint writes here every epoch
-            callbacks=[ProgressBar(stream=io.StringIO(), force_tty=False)],  # as in CI
-        )
-        start, cpu = time.perf_counter(), time.process_time()
-        trainer.fit(train, val, batch_size=BATCH)
-        wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-    return wall / epochs, cpu / epochs
+    """Wall and CPU seconds per epoch of ``Trainer.fit`` with its defaults, batch 64."""
+    return bench_trainer.trainer_loop({**work, "batch_size": BATCH}, train, val, epochs)
 
 
 def bench_short_epochs(sizes: Sizes) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:

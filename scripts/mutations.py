@@ -75,7 +75,7 @@ MUTATIONS = [
     ),
     Mutation(
         "empty validation data found only after an epoch",
-        "src/visionkit/training/_features.py",
+        "src/visionkit/training/_batches.py",
         'check_not_empty(val_loader, "validation")',
         "pass",
         (T + "test_edges.py",),

@@ -14,13 +14,20 @@ from visionkit.models import _registry
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-def _args_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("example_args", EXAMPLES / "_args.py")
+def _example(script: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"example_{script.stem}", script)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(EXAMPLES))
+        patch.setattr(_registry, "_REGISTRY", dict(_registry._REGISTRY))  # models it registers
+        spec.loader.exec_module(module)
     return module
+
+
+def _args_module() -> ModuleType:
+    return _example(EXAMPLES / "_args.py")
 
 
 def _parse(*argv: str) -> Path:
@@ -78,18 +85,6 @@ def test_a_named_output_dir_with_files_needs_overwrite(tmp_path: Path) -> None:
 
 SCRIPTS = sorted(p for p in EXAMPLES.glob("*.py") if not p.name.startswith("_"))
 PARSERS = ["demo", "predict"]
-
-
-def _example(script: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"example_{script.stem}", script)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(EXAMPLES))
-        patch.setattr(_registry, "_REGISTRY", dict(_registry._REGISTRY))  # models it registers
-        spec.loader.exec_module(module)
-    return module
 
 
 def _options(help_text: str) -> dict[str, str]:

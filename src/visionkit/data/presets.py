@@ -353,16 +353,17 @@ def preprocess_from_transform(transform: Any, *, mode: str = "RGB") -> Preproces
             describe; pass a [`Preprocess`][visionkit.predict.Preprocess] yourself then.
     """
     fields: dict[str, Any] = {"mode": mode}
-    for step in _steps(transform):
+    for step in transform_steps(transform):
         _describe(step, fields)
     return Preprocess(**fields)
 
 
-def _steps(transform: Any) -> list[Any]:
+def transform_steps(transform: Any) -> list[Any]:
+    """The steps of ``transform``, ``Compose`` objects flattened (none for ``None``)."""
     if transform is None:
         return []
     if type(transform).__name__ == "Compose":
-        return [s for t in transform.transforms for s in _steps(t)]
+        return [s for t in transform.transforms for s in transform_steps(t)]
     return [transform]
 
 

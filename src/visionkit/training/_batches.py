@@ -26,6 +26,7 @@ __all__ = [
     "compute_loss",
     "describe_data",
     "eval_loader",
+    "fit_loaders",
     "num_outputs",
     "soft_target_loss",
     "unpack",
@@ -244,3 +245,33 @@ def eval_loader(trainer: Trainer, data: Data | None, batch_size: int) -> EpochLo
         world_size=trainer.world_size,
     )
     return trainer._strategy.eval_loader(loader, data)
+
+
+def fit_loaders(
+    trainer: Trainer,
+    train: Data,
+    val: Data | None,
+    *,
+    batch_size: int,
+    val_batch_size: int,
+    shuffle: bool,
+) -> tuple[EpochLoader, EpochLoader | None]:
+    """The training and validation loaders of ``fit``, both refused when empty."""
+    describe_data(trainer, train)
+    train_loader = make_loader(
+        train,
+        batch_size,
+        shuffle=shuffle,
+        seed=trainer.seed,
+        device=trainer.device,
+        augment=True,
+        num_workers=trainer.num_workers,
+        rank=trainer.rank,
+        world_size=trainer.world_size,
+    )
+    trainer._data_replay.loader = train_loader
+    train_loader = trainer._strategy.train_loader(train_loader, train)
+    val_loader = eval_loader(trainer, val, val_batch_size)
+    check_not_empty(train_loader, "training")
+    check_not_empty(val_loader, "validation")
+    return train_loader, val_loader

@@ -31,15 +31,10 @@ from torch.utils.data import DataLoader
 from visionkit.data._datasets import TensorImageDataset
 from visionkit.data._loaders import EpochLoader, _DataLoaderAdapter, epoch_permutation, make_loader
 from visionkit.data.folder import ImageFolderDataset
+from visionkit.data.presets import transform_steps
 from visionkit.exceptions import ConfigurationError
 from visionkit.training._arguments import PRECISIONS
-from visionkit.training._batches import (
-    Data,
-    check_not_empty,
-    describe_data,
-    eval_loader,
-    unpack,
-)
+from visionkit.training._batches import Data, unpack
 from visionkit.training._compile import CompiledForward
 
 if TYPE_CHECKING:
@@ -50,7 +45,6 @@ __all__ = [
     "FeatureCache",
     "FeatureLoader",
     "find_feature_head",
-    "fit_loaders",
 ]
 
 MEMORY_LIMIT = 8 * 2**30
@@ -126,10 +120,14 @@ class FeatureCache:
         shuffle: bool,
         batch_size: int,
     ) -> tuple[EpochLoader, EpochLoader | None]:
-        """Swap the loaders for feature loaders and the training forward for the head's."""
+        """Swap the loaders for feature loaders and the training forward for the head's.
+
+        Without ``cache_features`` the loaders are returned as they are.
+        """
         t = self.trainer
         mode = t.cache_features
-        assert mode is not False
+        if mode is False:
+            return train_loader, val_loader
         if t.world_size > 1:
             raise ConfigurationError(
                 f"cache_features works in one process, but this run has {t.world_size}: pass "
@@ -222,7 +220,7 @@ def fixed_transform(data: Any) -> bool | None:
         return data.augment is None
     if not isinstance(data, ImageFolderDataset):
         return None
-    steps = _steps(data.transform)
+    steps = transform_steps(data.transform)
     names = [type(step).__name__ for step in steps]
     if any(n.startswith("Random") or n in _RANDOM_STEPS for n in names):
         return False
@@ -346,40 +344,6 @@ def compute_features(
     return [(torch.cat([f for f, _ in batches]), torch.cat([y for _, y in batches]))]
 
 
-def fit_loaders(
-    trainer: Trainer,
-    train: Data,
-    val: Data | None,
-    *,
-    batch_size: int,
-    val_batch_size: int | None,
-    shuffle: bool,
-) -> tuple[EpochLoader, EpochLoader | None]:
-    """The training and validation loaders of ``fit``; feature loaders when caching."""
-    describe_data(trainer, train)
-    train_loader = make_loader(
-        train,
-        batch_size,
-        shuffle=shuffle,
-        seed=trainer.seed,
-        device=trainer.device,
-        augment=True,
-        num_workers=trainer.num_workers,
-        rank=trainer.rank,
-        world_size=trainer.world_size,
-    )
-    trainer._data_replay.loader = train_loader
-    train_loader = trainer._strategy.train_loader(train_loader, train)
-    val_loader = eval_loader(trainer, val, val_batch_size or batch_size)
-    check_not_empty(train_loader, "training")
-    check_not_empty(val_loader, "validation")
-    if trainer.cache_features is False:
-        return train_loader, val_loader
-    return trainer.feature_cache.attach(
-        train, train_loader, val_loader, shuffle=shuffle, batch_size=batch_size
-    )
-
-
 def _head_input(cache: FeatureCache, inputs: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> Any:
     problem = ""
     if len(inputs) != 1:
@@ -473,14 +437,6 @@ def _mode_dependent(model: nn.Module, head_name: str) -> list[str]:
             found.append(f"{name} ({type(layer).__name__})")
     model.train(was_training)
     return found
-
-
-def _steps(transform: Any) -> list[Any]:
-    if transform is None:
-        return []
-    if type(transform).__name__ == "Compose":
-        return [s for t in transform.transforms for s in _steps(t)]
-    return [transform]
 
 
 def _draw_like(source: EpochLoader) -> None:

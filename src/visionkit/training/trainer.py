@@ -31,9 +31,15 @@ from visionkit.predict.checkpoint import (
 )
 from visionkit.training._accumulate import BatchGroups
 from visionkit.training._arguments import CacheFeatures, LossFunction, Precision, check_arguments
-from visionkit.training._batches import Data, class_names, describe_data, eval_loader
+from visionkit.training._batches import (
+    Data,
+    class_names,
+    describe_data,
+    eval_loader,
+    fit_loaders,
+)
 from visionkit.training._compile import CompiledForward
-from visionkit.training._features import FeatureCache, fit_loaders
+from visionkit.training._features import FeatureCache
 from visionkit.training._hooks import Hooks, configure_callbacks
 from visionkit.training._loop import EpochLoop, evaluate
 from visionkit.training._numerics import FiniteGuard
@@ -320,8 +326,16 @@ class Trainer:
             epoch cut short by ``max_steps`` or ``max_time`` gets a row; once resumed and finished,
             that row is replaced, so there is one row per epoch.
         """
-        train_loader, val_loader = fit_loaders(
-            self, train, val, batch_size=batch_size, val_batch_size=val_batch_size, shuffle=shuffle
+        loaders = fit_loaders(
+            self,
+            train,
+            val,
+            batch_size=batch_size,
+            val_batch_size=val_batch_size or batch_size,
+            shuffle=shuffle,
+        )
+        train_loader, val_loader = self.feature_cache.attach(
+            train, *loaders, shuffle=shuffle, batch_size=batch_size
         )
         if self.monitor is None:
             self.monitor = "val_loss" if val is not None else "train_loss"
