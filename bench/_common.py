@@ -19,20 +19,20 @@ class Sizes:
     """Problem sizes; ``--quick`` shrinks the CPU workloads, never the targets."""
 
     data_copies: int = 6  # tiles of the 10,000 real digits: 60,000 training digits
-    data_repeats: int = 3
+    data_repeats: int = 5
     trainer_mlp: tuple[int, int] = (48000, 12000)
     trainer_convnet: tuple[int, int] = (6400, 1600)
-    trainer_repeats: int = 5
+    trainer_repeats: int = 7
     defaults_data: tuple[int, int] = (3584, 896)  # short epochs: 56 batches of 64
     defaults_epochs: int = 3
-    defaults_repeats: int = 7
+    defaults_repeats: int = 11
     compile_mlp: tuple[int, int] = (19200, 4800)
     compile_convnet: tuple[int, int] = (3200, 800)
     compile_epochs: int = 4
     compile_repeats: int = 2
     accuracy_repeats: int = 3
     predict_n: int = 2000
-    predict_repeat: int = 5
+    predict_repeat: int = 15
     flowers: bool = True
     accuracy_max_time: float = 600.0
     gpu_n: int = 50000
@@ -94,10 +94,15 @@ class Peak:
 Runs = dict[str, list[tuple[float, float, Peak]]]
 
 
+def paired_ratios(runs: Runs, name: str, base: str, column: int = 1) -> list[float]:
+    """``name``'s time / ``base``'s in each repeat (column 0: wall, 1: CPU)."""
+    pairs = zip(runs[name], runs[base], strict=True)
+    return [a[column] / b[column] for a, b in pairs]
+
+
 def paired(runs: Runs, name: str, base: str, column: int = 1) -> float:
     """Median over repeats of ``name``'s time / ``base``'s (column 0: wall, 1: CPU)."""
-    pairs = zip(runs[name], runs[base], strict=True)
-    return statistics.median(a[column] / b[column] for a, b in pairs)
+    return statistics.median(paired_ratios(runs, name, base, column))
 
 
 def rotated(names: list[str], repeat: int) -> list[str]:
@@ -106,10 +111,17 @@ def rotated(names: list[str], repeat: int) -> list[str]:
     return names[shift:] + names[:shift]
 
 
+def round_ratios(
+    runs: dict[str, list[dict[str, Any]]], name: str, base: str, key: str
+) -> list[float]:
+    """``name``'s ``key`` / ``base``'s in each round (runs of the same round paired)."""
+    pairs = zip(runs[name], runs[base], strict=True)
+    return [a[key] / b[key] for a, b in pairs]
+
+
 def median_ratio(runs: dict[str, list[dict[str, Any]]], name: str, base: str, key: str) -> float:
     """Median over rounds of ``name``'s ``key`` / ``base``'s (runs of the same round paired)."""
-    pairs = zip(runs[name], runs[base], strict=True)
-    return statistics.median(a[key] / b[key] for a, b in pairs)
+    return statistics.median(round_ratios(runs, name, base, key))
 
 
 def sync(device: torch.device) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import bench_trainer
 import torch
-from _common import Peak, Sizes, median_ratio, rotated
+from _common import Peak, Sizes, median_ratio, rotated, round_ratios
 from _targets import check
 from torch import nn
 
@@ -92,7 +92,7 @@ def bench_short_epochs(sizes: Sizes) -> tuple[list[dict[str, Any]], list[dict[st
                     **worst.columns(),
                 }
             )
-        ratio = median_ratio(runs, "Trainer defaults", BASE, "cpu")
+        ratio = round_ratios(runs, "Trainer defaults", BASE, "cpu")
         label = f"{name}, short epochs: Trainer defaults / hand loop, CPU time"
         checks.append(check(label, ratio, "<= 1.05"))
     train, val = sizes.defaults_data

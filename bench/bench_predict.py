@@ -61,10 +61,24 @@ def interleaved(variants: dict[str, Callable[[], Any]], repeat: int) -> dict[str
     return runs
 
 
-def paired_ratio(runs: dict[str, list[Timing]], slow: str, fast: str, column: int) -> float:
-    """Median over rounds of ``slow``'s time / ``fast``'s (column 0: wall, 1: CPU)."""
+def round_ratios(runs: dict[str, list[Timing]], slow: str, fast: str, column: int) -> list[float]:
+    """``slow``'s time / ``fast``'s in each round (column 0: wall, 1: CPU)."""
     pairs = zip(runs[slow], runs[fast], strict=True)
-    return statistics.median(a[column] / b[column] for a, b in pairs)
+    return [a[column] / b[column] for a, b in pairs]
+
+
+def speeds_of(runs: dict[str, list[Timing]], n: int) -> dict[str, Any]:
+    """Images/s of each method (median wall time of ``n`` images) and ``predict``'s ratios
+    to the others: their median (``"predict/hand cpu"``) and each round's (``"... rounds"``)."""
+    speeds: dict[str, Any] = {
+        name: n / statistics.median(w for w, _ in times) for name, times in runs.items()
+    }
+    for column, unit in ((1, "cpu"), (0, "wall")):
+        for other in ("hand", "single"):
+            ratios = round_ratios(runs, other, "predict", column)
+            speeds[f"predict/{other} {unit}"] = statistics.median(ratios)
+            speeds[f"predict/{other} {unit} rounds"] = ratios
+    return speeds
 
 
 def _stacked(images: Sequence[Any], kind: str) -> torch.Tensor:
@@ -102,9 +116,7 @@ def digit_images(n: int, kind: str) -> list[Any]:
     return [Image.fromarray(a) for a in arrays] if kind == "pil" else arrays
 
 
-def digits(
-    n: int, repeat: int, *, as_pil: bool = True, kind: str | None = None
-) -> dict[str, float]:
+def digits(n: int, repeat: int, *, as_pil: bool = True, kind: str | None = None) -> dict[str, Any]:
     """Images/s of the three methods on ``n`` digits of one kind, and their paired ratios.
 
     ``kind`` is ``"numpy"``, ``"pil"`` or ``"tensor"``; without it, ``as_pil`` picks PIL
@@ -138,14 +150,10 @@ def digits(
         repeat,
     )
     runs["single"] = [(w * n / len(few), c * n / len(few)) for w, c in runs["single"]]
-    speeds = {name: n / statistics.median(w for w, _ in times) for name, times in runs.items()}
-    for column, unit in ((1, "cpu"), (0, "wall")):
-        speeds[f"predict/hand {unit}"] = paired_ratio(runs, "hand", "predict", column)
-        speeds[f"predict/single {unit}"] = paired_ratio(runs, "single", "predict", column)
-    return speeds
+    return speeds_of(runs, n)
 
 
-def flowers(folder: Path, repeat: int) -> dict[str, float]:
+def flowers(folder: Path, repeat: int) -> dict[str, Any]:
     """Images/s on real JPEG files (resize 256, crop 224): decoding dominates."""
     paths = sorted(folder.rglob("*.jpg"))
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -185,12 +193,7 @@ def flowers(folder: Path, repeat: int) -> dict[str, float]:
         },
         repeat,
     )
-    n = len(paths)
-    speeds = {name: n / statistics.median(w for w, _ in times) for name, times in runs.items()}
-    for column, unit in ((1, "cpu"), (0, "wall")):
-        speeds[f"predict/hand {unit}"] = paired_ratio(runs, "hand", "predict", column)
-        speeds[f"predict/single {unit}"] = paired_ratio(runs, "single", "predict", column)
-    return speeds
+    return speeds_of(runs, len(paths))
 
 
 def report(title: str, speeds: dict[str, float], note: str | None = None) -> None:

@@ -337,8 +337,8 @@ MUTATIONS = [
     Mutation(
         "background checkpoint is not a copy",
         "src/visionkit/callbacks/checkpoint.py",
-        "_PendingWrite(path, snapshot(checkpoint))",
-        "_PendingWrite(path, checkpoint)",
+        "_PendingWrite(paths[0], snapshot(checkpoint), paths[1:], list(removed))",
+        "_PendingWrite(paths[0], checkpoint, paths[1:], list(removed))",
         (C + "test_async_checkpoints.py",),
     ),
     Mutation(
@@ -351,8 +351,23 @@ MUTATIONS = [
     Mutation(
         "a file leaves the top k before its replacement is written",
         "src/visionkit/callbacks/checkpoint.py",
-        "        self._pending[-1].removed = removed\n",
-        "        for old in removed:\n            Path(old).unlink(missing_ok=True)\n",
+        "        pending.bookkeeping = self._bookkeeping()",
+        "        [Path(old).unlink(missing_ok=True) for old in removed]\n"
+        "        pending.bookkeeping = self._bookkeeping()",
+        (C + "test_async_checkpoints.py",),
+    ),
+    Mutation(
+        "last.ckpt not published when the best file is saved with it",
+        "src/visionkit/callbacks/checkpoint.py",
+        "        for name in pending.copies:\n",
+        "        for name in pending.copies[:0]:\n",
+        (C + "test_async_checkpoints.py",),
+    ),
+    Mutation(
+        "last.ckpt copied empty where there are no hard links",
+        "src/visionkit/predict/checkpoint.py",
+        "functools.partial(shutil.copyfileobj, original)",
+        "lambda stream: None",
         (C + "test_async_checkpoints.py",),
     ),
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,11 +33,14 @@ _COUNTS = frozenset({"epoch", "step", "global_step"})
 
 @dataclass
 class _PendingWrite:
-    """A file to write in the background, the files it replaces in the top k, and the
-    bookkeeping (``best_k_models``, best and last paths) that holds once it is on disk."""
+    """A file to write in the background, the other names it is published under (the best
+    file is also ``last.ckpt`` when both are saved at once), the files it replaces in the
+    top k, and the bookkeeping (``best_k_models``, best and last paths) that holds once it
+    is on disk."""
 
     path: Path
     checkpoint: dict[str, Any]
+    copies: list[Path] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     bookkeeping: dict[str, Any] = field(default_factory=dict)
 
@@ -56,11 +60,14 @@ class ModelCheckpoint(MonitorCallback):
     fsyncs and renames, one checkpoint after the other, and removes a file that fell out of
     the top k only once the file that replaced it is written. At most one checkpoint is
     being written at a time (the next one waits for it), so memory holds at most one extra
-    copy of the weights and optimizer state. A failed write (disk full, read-only folder)
-    raises its [`CheckpointError`][visionkit.CheckpointError] at the next checkpoint or at
-    the end of ``fit``, with the previous files intact and ``best_model_path`` and
-    ``last_model_path`` pointing at them. ``fit`` returns, and a preempted run exits, only
-    once every file is written. ``async_write=False`` writes on the training thread.
+    copy of the weights and optimizer state. When an epoch saves both a best file and
+    ``last.ckpt``, the checkpoint is serialised once and ``last.ckpt`` is a hard link to
+    the best file (a copy where the file system has no hard links). A failed write (disk
+    full, read-only folder) raises its [`CheckpointError`][visionkit.CheckpointError] at
+    the next checkpoint or at the end of ``fit``, with the previous files intact and
+    ``best_model_path`` and ``last_model_path`` pointing at them. ``fit`` returns, and a
+    preempted run exits, only once every file is written. ``async_write=False`` writes on
+    the training thread.
 
     Args:
         dirpath: Folder for the files; ``None`` uses the trainer's run folder
@@ -156,7 +163,6 @@ class ModelCheckpoint(MonitorCallback):
         self.async_write = check_bool("async_write", async_write)
         self._writer = BackgroundWriter()
         self._on_disk: dict[str, Any] = {}  # the bookkeeping of the files written so far
-        self._pending: list[_PendingWrite] = []
         self._saved_at_step = -1
         self.best_model_path: Path | None = None
         self.last_model_path: Path | None = None
@@ -184,8 +190,7 @@ class ModelCheckpoint(MonitorCallback):
         if trainer.is_global_zero:
             self._start_save()
             self.last_model_path = self._folder() / "last.ckpt"
-            self._save(trainer, self.last_model_path, None)
-            self._submit()
+            self._save(trainer, [self.last_model_path], None)
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
         """Save the last checkpoint and, if the monitored value ranks in the top k, a best one."""
@@ -193,23 +198,27 @@ class ModelCheckpoint(MonitorCallback):
             return
         self._start_save()
         value = self.current(metrics)
+        paths: list[Path] = []
+        removed: list[str] = []
+        best_saved = False
         if self.save_top_k != 0 and math.isfinite(value) and self._qualifies(value):
             path = self._best_path(metrics)
-            self._save(trainer, path, metrics)  # holds the state from before this save
             self.best_k_models.pop(str(path), None)  # same name again: now the latest save
             self.best_k_models[str(path)] = value
-            removed = self._prune()
+            removed = self._prune()  # removed once the new file is written
             self._update_best()
-            self._after_write(removed)  # files are removed once the new one is written
-            if self.verbose:
-                ranks = "improved to" if self.best_model_path == path else "ranks in the top k at"
-                print(f"{self.monitor} {ranks} {value:.6f}: saved {path}")
+            paths.append(path)
+            best_saved = True
         if self.save_last:
             self.last_model_path = self._folder() / "last.ckpt"
-            self._save(trainer, self.last_model_path, metrics)
+            paths.append(self.last_model_path)
         elif self.best_model_path is not None:
             self.last_model_path = self.best_model_path
-        self._submit()
+        # one checkpoint, written once: the best file and last.ckpt hold the same bytes
+        self._save(trainer, list(dict.fromkeys(paths)), metrics, removed)
+        if self.verbose and best_saved:
+            ranks = "improved to" if self.best_model_path == paths[0] else "ranks in the top k at"
+            print(f"{self.monitor} {ranks} {value:.6f}: saved {paths[0]}")
 
     def on_fit_end(self, trainer: Trainer) -> None:
         """Wait until every file is written; raise the error of a write that failed."""
@@ -249,44 +258,55 @@ class ModelCheckpoint(MonitorCallback):
     def _start_save(self) -> None:
         """Let the previous save finish (or raise its error); note what is on disk."""
         self.wait_for_writes()
-        self._on_disk, self._pending = self._bookkeeping(), []
+        self._on_disk = self._bookkeeping()
 
-    def _save(self, trainer: Trainer, path: Path, metrics: dict[str, float] | None) -> None:
-        """Write the trainer's checkpoint now, or copy it to write in the background."""
-        if not self.async_write:
-            trainer.save_checkpoint(path, metrics=metrics)
+    def _save(
+        self,
+        trainer: Trainer,
+        paths: list[Path],
+        metrics: dict[str, float] | None,
+        removed: Sequence[str] = (),
+    ) -> None:
+        """Save the trainer's checkpoint as it is now under each of ``paths``, then remove
+        the ``removed`` files that fell out of the top k.
+
+        The checkpoint is built and serialised once, into the first path; the others are
+        hard links to it (copies where the file system has none). It holds the bookkeeping
+        of this save, so resuming from any of the files knows about all of them. Without
+        ``async_write`` it is written now; else its tensors are copied and the background
+        thread writes it. If it is refused (a NaN weight), the bookkeeping points at the
+        files on disk again.
+        """
+        if not paths:
             return
-        from visionkit.training._saving import build_checkpoint
+        try:
+            if not self.async_write:
+                trainer.save_checkpoint(paths[0], metrics=metrics)
+                self._publish(_PendingWrite(paths[0], {}, paths[1:], list(removed)), write=False)
+                return
+            from visionkit.training._saving import build_checkpoint
 
-        trainer._flush_finite_checks()
-        checkpoint = build_checkpoint(trainer, path, metrics)
-        check_checkpoint(checkpoint, path)  # refused here, before anything is written
-        self._pending.append(_PendingWrite(path, snapshot(checkpoint)))
+            trainer._flush_finite_checks()
+            checkpoint = build_checkpoint(trainer, paths[0], metrics)
+            check_checkpoint(checkpoint, paths[0])  # refused here, before anything is written
+        except BaseException:
+            self._restore_bookkeeping(self._on_disk)
+            raise
+        pending = _PendingWrite(paths[0], snapshot(checkpoint), paths[1:], list(removed))
+        pending.bookkeeping = self._bookkeeping()  # where things stand once it is on disk
+        self._writer.submit(lambda: self._publish(pending))
 
-    def _after_write(self, removed: list[str]) -> None:
-        """Remove the files that fell out of the top k once the file just saved is written."""
-        if not self.async_write:
-            for old in removed:
-                Path(old).unlink(missing_ok=True)
-            return
-        self._pending[-1].removed = removed
-        self._pending[-1].bookkeeping = self._bookkeeping()
-
-    def _submit(self) -> None:
-        """Start writing the files of this save, in order, in the background."""
-        writes, self._pending = self._pending, []
-        if writes:
-            writes[-1].bookkeeping = self._bookkeeping()  # where things stand once all are on disk
-            self._writer.submit(lambda: self._write_files(writes))
-
-    def _write_files(self, writes: list[_PendingWrite]) -> None:
-        """Write each file, then remove the ones it replaced (on the writer's thread)."""
-        for write in writes:
-            checkpoint_files.atomic_save(write.checkpoint, write.path)
-            for old in write.removed:
-                Path(old).unlink(missing_ok=True)
-            if write.bookkeeping:
-                self._on_disk = write.bookkeeping
+    def _publish(self, pending: _PendingWrite, *, write: bool = True) -> None:
+        """Write the file, give it its other names, then remove the files it replaced (on
+        the writer's thread; ``write=False``: the file is already written)."""
+        if write:
+            checkpoint_files.atomic_save(pending.checkpoint, pending.path)
+        for name in pending.copies:
+            checkpoint_files.atomic_link(pending.path, name)
+        for old in pending.removed:
+            Path(old).unlink(missing_ok=True)
+        if pending.bookkeeping:
+            self._on_disk = pending.bookkeeping
 
     def _bookkeeping(self) -> dict[str, Any]:
         return {

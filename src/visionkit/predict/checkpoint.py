@@ -28,6 +28,7 @@ import functools
 import os
 import pickle
 import re
+import shutil
 import tempfile
 import warnings
 from collections.abc import Callable, Mapping
@@ -48,6 +49,7 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "Preprocess",
+    "atomic_link",
     "atomic_save",
     "atomic_write",
     "check_checkpoint",
@@ -259,6 +261,36 @@ def atomic_write(
         if isinstance(error, Exception):  # not KeyboardInterrupt / SystemExit
             raise _write_error(path, error, kind) from error
         raise
+    _fsync_directory(path.parent)
+    return path
+
+
+def atomic_link(source: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
+    """Publish the written file ``source`` under the name ``path`` too, atomically.
+
+    A hard link (the bytes are not written twice), made under a temporary name beside
+    ``path`` and renamed over it with ``os.replace``; where the file system has no hard
+    links, a copy written with `atomic_write`. Either way ``path`` holds its previous
+    contents or all of ``source``'s, and later atomic writes of either name (which replace
+    the file, never change it) leave the other as it was.
+
+    Raises:
+        CheckpointError: if ``path`` cannot be written (see `atomic_write`).
+    """
+    source, path = Path(source), Path(path)
+    temp = path.parent / f".{path.name}.{os.urandom(4).hex()}{TEMP_SUFFIX}"
+    try:
+        os.link(source, temp)
+    except OSError:  # no hard links here (FAT, some network file systems): copy the bytes
+        with source.open("rb") as original:
+            return atomic_write(
+                path, functools.partial(shutil.copyfileobj, original), kind="checkpoint"
+            )
+    try:
+        os.replace(temp, path)
+    except OSError as error:
+        temp.unlink(missing_ok=True)
+        raise _write_error(path, error, "checkpoint") from error
     _fsync_directory(path.parent)
     return path
 

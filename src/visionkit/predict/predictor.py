@@ -211,7 +211,8 @@ class Predictor:
         shape = self.preprocess.input_shape
         if shape is not None:
             try:
-                outputs = self._forward(torch.zeros(1, *shape), raw=False)
+                with torch.inference_mode():
+                    outputs = self._forward(torch.zeros(1, *shape), raw=False)
             except (RuntimeError, ValueError, TypeError):
                 return None  # a model that cannot run is reported by predict, with the input
             return int(outputs.shape[1]) if outputs.dim() == 2 else None
@@ -379,14 +380,19 @@ class Predictor:
         return torch.cat(outputs) if len(outputs) > 1 else outputs[0]
 
     def _forward(self, batch: torch.Tensor, raw: bool, tta: bool = False) -> torch.Tensor:
-        with torch.inference_mode():
+        """The outputs for one batch as ``float32`` on the CPU (call under inference mode)."""
+        if batch.device != self.device:
             batch = batch.to(self.device, non_blocking=True)
-            if raw:
-                batch = self.preprocess.normalize(batch)
-            if self._autocast_dtype is not None and self.device.type == "cuda":
-                with torch.autocast("cuda", dtype=self._autocast_dtype):
-                    return self._run(batch, tta).float().cpu()
-            return self._run(batch, tta).float().cpu()
+        if raw:
+            batch = self.preprocess.normalize(batch)
+        if self._autocast_dtype is not None and self.device.type == "cuda":
+            with torch.autocast("cuda", dtype=self._autocast_dtype):
+                outputs = self._run(batch, tta)
+        else:
+            outputs = self._run(batch, tta)
+        if outputs.dtype is torch.float32 and outputs.device.type == "cpu":
+            return outputs  # already what the caller gets: no copies, no calls
+        return outputs.float().cpu()
 
     def _run(self, batch: torch.Tensor, tta: bool) -> torch.Tensor:
         if tta:  # the Trainer's test-time augmentation, so both give the same probabilities

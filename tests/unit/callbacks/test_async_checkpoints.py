@@ -26,6 +26,7 @@ from visionkit.models import create_model
 from visionkit.predict import load_checkpoint
 
 _REAL_SAVE = checkpoint_module.atomic_save
+_REAL_LINK = checkpoint_module.atomic_link
 
 
 def _data() -> TensorImageDataset:
@@ -166,9 +167,18 @@ def test_fit_returns_only_once_the_last_file_is_written(
         writes.append(Path(path).name)
         return written
 
+    def slow_link(source: Any, path: Any) -> Path:
+        time.sleep(0.2)
+        linked = _REAL_LINK(source, path)
+        writes.append(f"{Path(path).name} = {Path(source).name}")
+        return linked
+
     monkeypatch.setattr(checkpoint_module, "atomic_save", slow)
+    monkeypatch.setattr(checkpoint_module, "atomic_link", slow_link)
     trainer = _fit(ModelCheckpoint(tmp_path, filename="e{epoch}"))
-    assert writes == ["e0.ckpt", "last.ckpt", "e1.ckpt", "last.ckpt"]  # in order, all done
+    # each epoch's checkpoint is serialised once; last.ckpt is the same file under a 2nd name
+    assert writes == ["e0.ckpt", "last.ckpt = e0.ckpt", "e1.ckpt", "last.ckpt = e1.ckpt"]
+    assert (tmp_path / "last.ckpt").read_bytes() == (tmp_path / "e1.ckpt").read_bytes()
     assert trainer.best_checkpoint == tmp_path / "e1.ckpt"
     assert load_checkpoint(trainer.best_checkpoint)["trainer_state"]["global_step"] == 12
     assert load_checkpoint(tmp_path / "last.ckpt")["trainer_state"]["global_step"] == 12
@@ -216,11 +226,11 @@ class _FailOn:
         return checkpoint_module.atomic_write(path, full_disk, kind="checkpoint")
 
 
-@pytest.mark.parametrize(("fail_at", "epochs_run"), [(3, 3), (6, 3)], ids=["next-save", "fit-end"])
+@pytest.mark.parametrize(("fail_at", "epochs_run"), [(2, 3), (3, 3)], ids=["next-save", "fit-end"])
 def test_a_failed_background_write_raises_with_the_previous_files_intact(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fail_at: int, epochs_run: int
 ) -> None:
-    """Call 3 is epoch 1's best file, reported at epoch 2's save; call 6 is the final save."""
+    """Call 2 is epoch 1's file, reported at epoch 2's save; call 3 is the final save."""
     fail = _FailOn(fail_at)
     monkeypatch.setattr(checkpoint_module, "atomic_save", fail)
     checkpoint = ModelCheckpoint(tmp_path, filename="e{epoch}")
@@ -234,18 +244,18 @@ def test_a_failed_background_write_raises_with_the_previous_files_intact(
     with pytest.raises(CheckpointError) as caught:
         _fit(checkpoint, _Keep(), max_epochs=3)
     assert trainer is not None
-    failed = tmp_path / ("e1.ckpt" if fail_at == 3 else "last.ckpt")
+    failed = tmp_path / f"e{fail_at - 1}.ckpt"
     message = str(caught.value)
     assert f"could not write checkpoint {failed}: No space left on device (errno ENOSPC)" in message
     assert "the disk is full" in message
     assert len(trainer.history) == epochs_run  # raised at the next save, or at the end of fit
-    best = tmp_path / ("e0.ckpt" if fail_at == 3 else "e2.ckpt")
+    best = tmp_path / f"e{fail_at - 2}.ckpt"
     assert checkpoint.best_model_path == trainer.best_checkpoint == best  # a file on disk
     assert checkpoint.last_model_path == tmp_path / "last.ckpt"
     kept = sorted(p.name for p in tmp_path.iterdir())
-    assert kept == [best.name, "last.ckpt"]  # e0 is removed only once e1 is written
-    assert (tmp_path / "last.ckpt").read_bytes() == fail.bytes["last.ckpt"]  # the one before
-    steps = 6 if fail_at == 3 else 12  # last.ckpt of epoch 0, or of epoch 1
+    assert kept == [best.name, "last.ckpt"]  # a file is removed only once its successor is written
+    assert (tmp_path / "last.ckpt").read_bytes() == fail.bytes[best.name]  # the save before
+    steps = 6 * (fail_at - 1)  # last.ckpt of epoch 0, or of epoch 1
     assert load_checkpoint(tmp_path / "last.ckpt")["trainer_state"]["global_step"] == steps
     assert load_checkpoint(best)["trainer_state"]["epoch"] == int(best.stem[1:]) + 1
 
@@ -273,15 +283,61 @@ def test_an_interrupted_fit_finishes_the_write_in_progress(
 def test_a_failed_write_is_noted_on_the_error_that_ends_fit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(checkpoint_module, "atomic_save", _FailOn(2))  # epoch 0's last.ckpt
+    monkeypatch.setattr(checkpoint_module, "atomic_save", _FailOn(1))  # epoch 0's file
     with pytest.raises(RuntimeError, match="stopped by a callback") as caught:
         _fit(ModelCheckpoint(tmp_path), _StopWith())
     notes = getattr(caught.value, "__notes__", [])
     assert len(notes) == 1
     assert notes[0].startswith(
         f"visionkit: a checkpoint write also failed: could not write checkpoint "
-        f"{tmp_path / 'last.ckpt'}: No space left on device"
+        f"{tmp_path / 'best.ckpt'}: No space left on device"
     )
+
+
+@pytest.mark.parametrize("async_write", [True, False])
+def test_the_best_file_and_last_ckpt_of_an_epoch_are_one_file_written_once(
+    tmp_path: Path, async_write: bool
+) -> None:
+    checkpoint = ModelCheckpoint(tmp_path, async_write=async_write)
+    _fit(checkpoint, max_epochs=1)
+    best, last = tmp_path / "best.ckpt", tmp_path / "last.ckpt"
+    assert best.stat().st_ino == last.stat().st_ino  # a hard link: the bytes written once
+    state = load_checkpoint(last)["trainer_state"]["callbacks"]["ModelCheckpoint"]
+    assert state["best_model_path"] == str(best)  # the bookkeeping of the save itself
+    assert state["last_model_path"] == str(last)
+
+
+def _no_hard_links(source: Any, target: Any) -> None:
+    raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+
+
+def test_without_hard_links_last_ckpt_is_a_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(checkpoint_module.os, "link", _no_hard_links)
+    _fit(ModelCheckpoint(tmp_path), max_epochs=2)
+    best, last = tmp_path / "best.ckpt", tmp_path / "last.ckpt"
+    assert best.stat().st_ino != last.stat().st_ino
+    assert best.read_bytes() == last.read_bytes()
+    assert load_checkpoint(last)["trainer_state"]["global_step"] == 12
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.ckpt", "last.ckpt"]
+
+
+def test_a_failed_copy_of_last_ckpt_raises_with_the_best_file_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full_disk(source: Any, target: Any) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(checkpoint_module.os, "link", _no_hard_links)
+    monkeypatch.setattr(checkpoint_module.shutil, "copyfileobj", full_disk)
+    checkpoint = ModelCheckpoint(tmp_path)
+    with pytest.raises(CheckpointError) as caught:
+        _fit(checkpoint, max_epochs=1)
+    assert f"could not write checkpoint {tmp_path / 'last.ckpt'}: No space" in str(caught.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.ckpt"]  # no temporary left
+    assert load_checkpoint(tmp_path / "best.ckpt")["trainer_state"]["global_step"] == 6
+    assert checkpoint.last_model_path is None  # it points at no file that was not written
 
 
 def test_async_write_must_be_a_bool() -> None:
