@@ -187,7 +187,7 @@ def _kill_points(n: int, seen: Counter[str]) -> list[tuple[str, int, float]]:
     phases = (PHASES * n)[:n] if n >= len(PHASES) else ["forward", "validation", "mid-write"]
     points = []
     for phase in phases:
-        total = seen["mid-write"] if phase in ("mid-write", "replace") else seen[phase]
+        total = seen[phase]
         points.append((phase, int(random.integers(0, total)), float(random.random())))
     return points
 
@@ -200,9 +200,12 @@ def test_sigkill_at_random_points_then_resume_is_bitwise_exact(
 ) -> None:
     expected, seen, size = unbroken
     # 4 epochs of 15 steps, 4 validation batches an epoch; mid-epoch saves at every 4th
-    # step plus last.ckpt and, on improvement, a top-2 file at each epoch end
+    # step plus one save at each epoch end: each save writes one file and renames it into
+    # place; on improvement that file is a top-2 one and last.ckpt a link to it, put in place
+    # with a rename of its own
     assert (seen["forward"], seen["before-step"], seen["validation"]) == (60, 60, 16)
-    assert seen["mid-write"] == seen["replace"] >= 14 + 4
+    assert seen["mid-write"] >= 14 + 4
+    assert seen["mid-write"] < seen["replace"] <= seen["mid-write"] + 4
     points = _kill_points(20 if long else 3, seen)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), *sys.path])}
     checked_files = 0
