@@ -48,9 +48,9 @@ def data_checks(runs: dict[str, list[dict[str, float]]], memory: float) -> list[
     for clock, key in (("CPU time", "epoch_cpu_s"), ("wall time", "epoch_s")):
         overhead = round_ratios(runs, "visionkit", "hand", key)
         checks.append(check(f"time / (b), {clock}", overhead, "<= 1.10"))
-    limit = round_ratios(runs, "torchvision", "hand", "epoch_cpu_s")
+    no_data_work = round_ratios(runs, "torchvision", "hand", "epoch_cpu_s")
     checks.append(
-        check("(b)'s speed-up over (a), CPU time: the most any pipeline reaches", limit, "-")
+        check("(b)'s speed-up over (a), CPU time: a loop with no data work", no_data_work, "-")
     )
     checks.append(check("RSS rise / uint8 data size", memory, "< 2"))
     return checks

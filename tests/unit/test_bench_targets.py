@@ -67,9 +67,7 @@ def test_data_checks_are_medians_of_per_round_ratios(bench: Any) -> None:
     assert checks["speed-up over (a), wall time"]["value"] == 3.0
     assert checks["time / (b), CPU time"]["value"] == 1.0  # 1.0, 1.5, 1.0
     assert checks["time / (b), wall time"]["value"] == 1.0  # 1.0, 1.5, 0.8
-    assert (
-        checks["(b)'s speed-up over (a), CPU time: the most any pipeline reaches"]["value"] == 3.0
-    )
+    assert checks["(b)'s speed-up over (a), CPU time: a loop with no data work"]["value"] == 3.0
     assert [c["ok"] for c in checks.values()] == [True, True, True, True, None, True]
 
 
