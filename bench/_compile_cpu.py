@@ -68,15 +68,10 @@ def run(work: bench_trainer.Workload, data: Any, epochs: int, compiled: bool) ->
 
 
 def _fit(work: bench_trainer.Workload, data: Any, epochs: int, compiled: bool) -> dict[str, Any]:
-    torch.manual_seed(0)
-    model = work["model"]()
     clock = EpochClock()
-    trainer = Trainer(
-        model,
-        optimizer=work["optimizer"](model),
-        loss=work["loss"](),
-        max_epochs=epochs,
-        device="cpu",
+    trainer = bench_trainer.make_trainer(
+        work,
+        epochs,
         compile=compiled,
         enable_checkpointing=False,
         enable_progress_bar=False,

@@ -10,16 +10,13 @@ running loss read once per epoch. Part of the ``trainer`` benchmark of ``run_all
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import bench_trainer
-import torch
 from _common import Peak, Sizes, median_ratio, rotated, round_ratios
 from _targets import check
-from torch import nn
 
-from visionkit.data import TensorImageDataset, make_loader
+from visionkit.data import TensorImageDataset
 
 BATCH = 64
 BASE = "hand loop, short epochs"
@@ -28,33 +25,10 @@ BASE = "hand loop, short epochs"
 def hand_loop(
     work: bench_trainer.Workload, train: TensorImageDataset, val: TensorImageDataset, epochs: int
 ) -> tuple[float, float]:
-    """Wall and CPU seconds per epoch: train, validate, nothing saved or printed."""
-    torch.manual_seed(0)
-    model: nn.Module = work["model"]()
-    optimizer = work["optimizer"](model)
-    criterion = work["loss"]()
-    train_loader = make_loader(train, BATCH, shuffle=True, seed=0, augment=True)
-    val_loader = make_loader(val, BATCH)
-    start, cpu = time.perf_counter(), time.process_time()
-    for epoch in range(epochs):
-        train_loader.set_epoch(epoch)
-        model.train()
-        train_loss = torch.zeros(())
-        for x, y in train_loader:
-            optimizer.zero_grad()
-            loss = criterion(model(x), y)
-            loss.backward()
-            optimizer.step()
-            train_loss += loss.detach() * x.size(0)
-        model.eval()
-        val_loss, correct = torch.zeros(()), torch.zeros((), dtype=torch.long)
-        with torch.inference_mode():
-            for x, y in val_loader:
-                outputs = model(x)
-                val_loss += criterion(outputs, y) * x.size(0)
-                correct += (outputs.argmax(1) == y).sum()
-        _ = (train_loss.item(), val_loss.item(), correct.item())  # the epoch's figures
-    return (time.perf_counter() - start) / epochs, (time.process_time() - cpu) / epochs
+    """Wall and CPU seconds per epoch: train, validate and count the correct predictions
+    (as the Trainer does); nothing saved or printed."""
+    short = {**work, "batch_size": BATCH, "save_best": False}
+    return bench_trainer.hand_loop(short, train, val, epochs, count_correct=True)
 
 
 def trainer_defaults(

@@ -100,9 +100,18 @@ def _workloads() -> dict[str, Workload]:
 
 
 def hand_loop(
-    work: Workload, train: TensorImageDataset, val: TensorImageDataset, epochs: int
+    work: Workload,
+    train: TensorImageDataset,
+    val: TensorImageDataset,
+    epochs: int,
+    *,
+    count_correct: bool = False,
 ) -> tuple[float, float]:
-    """Wall and CPU seconds per epoch of the tutorials' loop over visionkit's loader."""
+    """Wall and CPU seconds per epoch of the tutorials' loop over visionkit's loader.
+
+    ``count_correct`` also counts the correct validation predictions (summed on the
+    device, read once per epoch), the accuracy the Trainer reports.
+    """
     torch.manual_seed(0)
     model: nn.Module = work["model"]()
     optimizer = work["optimizer"](model)
@@ -123,11 +132,15 @@ def hand_loop(
             optimizer.step()
             train_loss += loss.detach() * x.size(0)  # summed on the device, read once
         model.eval()
-        val_loss = torch.zeros(())
+        val_loss, correct = torch.zeros(()), torch.zeros((), dtype=torch.long)
         with torch.inference_mode():
             for x, y in val_loader:
-                val_loss += criterion(model(x), y) * x.size(0)
+                outputs = model(x)
+                val_loss += criterion(outputs, y) * x.size(0)
+                if count_correct:
+                    correct += (outputs.argmax(1) == y).sum()
         _epoch_loss, val_total = train_loss.item(), val_loss.item()  # the epoch's figures
+        _correct = correct.item()
         if work["save_best"] and val_total < best:  # W1 saves when the val loss decreases
             best = val_total
             torch.save(model.state_dict(), f"{folder.name}/model.pt")
@@ -135,19 +148,29 @@ def hand_loop(
     return (time.perf_counter() - start) / epochs, (time.process_time() - cpu) / epochs
 
 
+def make_trainer(work: Workload, epochs: int, **options: Any) -> Trainer:
+    """A CPU ``Trainer`` for ``work``'s model (built after ``torch.manual_seed(0)``), its
+    optimizer and loss, for ``epochs`` epochs, with ``options`` on top."""
+    torch.manual_seed(0)
+    model: nn.Module = work["model"]()
+    return Trainer(
+        model,
+        optimizer=work["optimizer"](model),
+        loss=work["loss"](),
+        max_epochs=epochs,
+        device="cpu",
+        **options,
+    )
+
+
 def trainer_loop(
     work: Workload, train: TensorImageDataset, val: TensorImageDataset, epochs: int
 ) -> tuple[float, float]:
     """Wall and CPU seconds per epoch of ``Trainer.fit`` with its default callbacks."""
-    torch.manual_seed(0)
-    model: nn.Module = work["model"]()
     with tempfile.TemporaryDirectory() as root:
-        trainer = Trainer(
-            model,
-            optimizer=work["optimizer"](model),
-            loss=work["loss"](),
-            max_epochs=epochs,
-            device="cpu",
+        trainer = make_trainer(
+            work,
+            epochs,
             default_root_dir=root,
             callbacks=[ProgressBar(stream=io.StringIO(), force_tty=False)],
         )

@@ -337,8 +337,8 @@ MUTATIONS = [
     Mutation(
         "background checkpoint is not a copy",
         "src/visionkit/callbacks/checkpoint.py",
-        "_PendingWrite(paths[0], snapshot(checkpoint), paths[1:], list(removed))",
-        "_PendingWrite(paths[0], checkpoint, paths[1:], list(removed))",
+        "copy, bookkeeping = snapshot(checkpoint), self._bookkeeping()",
+        "copy, bookkeeping = checkpoint, self._bookkeeping()",
         (C + "test_async_checkpoints.py",),
     ),
     Mutation(
@@ -351,16 +351,16 @@ MUTATIONS = [
     Mutation(
         "a file leaves the top k before its replacement is written",
         "src/visionkit/callbacks/checkpoint.py",
-        "        pending.bookkeeping = self._bookkeeping()",
+        "        copy, bookkeeping = snapshot(checkpoint), self._bookkeeping()",
         "        [Path(old).unlink(missing_ok=True) for old in removed]\n"
-        "        pending.bookkeeping = self._bookkeeping()",
+        "        copy, bookkeeping = snapshot(checkpoint), self._bookkeeping()",
         (C + "test_async_checkpoints.py",),
     ),
     Mutation(
         "last.ckpt not published when the best file is saved with it",
         "src/visionkit/callbacks/checkpoint.py",
-        "        for name in pending.copies:\n",
-        "        for name in pending.copies[:0]:\n",
+        "        for name in paths[1:]:\n",
+        "        for name in paths[1:0]:\n",
         (C + "test_async_checkpoints.py",),
     ),
     Mutation(

@@ -6,7 +6,6 @@ import math
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,20 +28,6 @@ if TYPE_CHECKING:
 __all__ = ["ModelCheckpoint"]
 
 _COUNTS = frozenset({"epoch", "step", "global_step"})
-
-
-@dataclass
-class _PendingWrite:
-    """A file to write in the background, the other names it is published under (the best
-    file is also ``last.ckpt`` when both are saved at once), the files it replaces in the
-    top k, and the bookkeeping (``best_k_models``, best and last paths) that holds once it
-    is on disk."""
-
-    path: Path
-    checkpoint: dict[str, Any]
-    copies: list[Path] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    bookkeeping: dict[str, Any] = field(default_factory=dict)
 
 
 class ModelCheckpoint(MonitorCallback):
@@ -282,7 +267,7 @@ class ModelCheckpoint(MonitorCallback):
         try:
             if not self.async_write:
                 trainer.save_checkpoint(paths[0], metrics=metrics)
-                self._publish(_PendingWrite(paths[0], {}, paths[1:], list(removed)), write=False)
+                self._publish(paths, removed)
                 return
             from visionkit.training._saving import build_checkpoint
 
@@ -292,21 +277,22 @@ class ModelCheckpoint(MonitorCallback):
         except BaseException:
             self._restore_bookkeeping(self._on_disk)
             raise
-        pending = _PendingWrite(paths[0], snapshot(checkpoint), paths[1:], list(removed))
-        pending.bookkeeping = self._bookkeeping()  # where things stand once it is on disk
-        self._writer.submit(lambda: self._publish(pending))
+        copy, bookkeeping = snapshot(checkpoint), self._bookkeeping()
 
-    def _publish(self, pending: _PendingWrite, *, write: bool = True) -> None:
-        """Write the file, give it its other names, then remove the files it replaced (on
-        the writer's thread; ``write=False``: the file is already written)."""
-        if write:
-            checkpoint_files.atomic_save(pending.checkpoint, pending.path)
-        for name in pending.copies:
-            checkpoint_files.atomic_link(pending.path, name)
-        for old in pending.removed:
+        def write() -> None:  # on the writer's thread
+            checkpoint_files.atomic_save(copy, paths[0])
+            self._publish(paths, removed)
+            self._on_disk = bookkeeping  # where things stand now that it is on disk
+
+        self._writer.submit(write)
+
+    def _publish(self, paths: Sequence[Path], removed: Sequence[str]) -> None:
+        """Give the written file ``paths[0]`` its other names, then remove the files it
+        replaced in the top k."""
+        for name in paths[1:]:
+            checkpoint_files.atomic_link(paths[0], name)
+        for old in removed:
             Path(old).unlink(missing_ok=True)
-        if pending.bookkeeping:
-            self._on_disk = pending.bookkeeping
 
     def _bookkeeping(self) -> dict[str, Any]:
         return {

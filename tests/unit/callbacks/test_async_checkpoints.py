@@ -29,6 +29,12 @@ _REAL_SAVE = checkpoint_module.atomic_save
 _REAL_LINK = checkpoint_module.atomic_link
 
 
+def _slow_save(obj: Any, path: Any) -> Path:
+    """``atomic_save``, after a pause: long enough for training to run ahead of the write."""
+    time.sleep(0.4)
+    return _REAL_SAVE(obj, path)
+
+
 def _data() -> TensorImageDataset:
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (96, 1, 8, 8), dtype=torch.uint8, generator=generator)
@@ -162,8 +168,7 @@ def test_fit_returns_only_once_the_last_file_is_written(
     writes: list[str] = []
 
     def slow(obj: Any, path: Any) -> Path:
-        time.sleep(0.4)
-        written = _REAL_SAVE(obj, path)
+        written = _slow_save(obj, path)
         writes.append(Path(path).name)
         return written
 
@@ -196,11 +201,7 @@ class _ReadBestAtFitEnd(Callback):
 def test_the_best_checkpoint_is_written_before_other_callbacks_read_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def slow(obj: Any, path: Any) -> Path:
-        time.sleep(0.4)
-        return _REAL_SAVE(obj, path)
-
-    monkeypatch.setattr(checkpoint_module, "atomic_save", slow)
+    monkeypatch.setattr(checkpoint_module, "atomic_save", _slow_save)
     reader = _ReadBestAtFitEnd()  # its on_fit_end runs before the checkpoint callback's
     _fit(ModelCheckpoint(tmp_path), reader)
     assert reader.step == 12  # best.ckpt of the last epoch, not the one before
@@ -269,11 +270,7 @@ class _StopWith(Callback):
 def test_an_interrupted_fit_finishes_the_write_in_progress(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def slow(obj: Any, path: Any) -> Path:
-        time.sleep(0.4)
-        return _REAL_SAVE(obj, path)
-
-    monkeypatch.setattr(checkpoint_module, "atomic_save", slow)
+    monkeypatch.setattr(checkpoint_module, "atomic_save", _slow_save)
     with pytest.raises(RuntimeError, match="stopped by a callback"):
         _fit(ModelCheckpoint(tmp_path), _StopWith())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.ckpt", "last.ckpt"]
