@@ -90,13 +90,14 @@ class EpochLoop:
         num_batches = len(loader)
         batch_start = t._hooks.wants("on_train_batch_start")
         batch_end = t._hooks.wants("on_train_batch_end")
+        transform = t._hooks.wants("on_train_batch_transform")
         log_every = t.log_every_n_steps
         for batch_index, batch in enumerate(t._data_replay.batches(loader, start), start):
             t.batch_in_epoch = batch_index
             if batch_start:
                 t._hooks.call("on_train_batch_start", t, batch, batch_index)
             last = batch_index == num_batches - 1
-            loss, outputs, y = self._train_step(batch, batch_index, last=last)
+            loss, outputs, y = self._train_step(batch, batch_index, last=last, transform=transform)
             t.batch_in_epoch = batch_index + 1
             if batch_end:
                 step = StepOutput(loss, outputs, y, batch_index)
@@ -121,12 +122,12 @@ class EpochLoop:
         return (batch_index + 1) % t.accumulate_grad_batches == 0
 
     def _train_step(
-        self, batch: Any, batch_index: int, *, last: bool
+        self, batch: Any, batch_index: int, *, last: bool, transform: bool
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         t = self.trainer
         x, y = unpack(batch, t.device, channels_last=t.channels_last)
         labels = y  # checked as loaded, also when a callback mixes them into soft targets
-        if t._hooks.wants("on_train_batch_transform"):
+        if transform:  # a callback overrides on_train_batch_transform
             x, y = t._hooks.transform_batch(t, x, y)
         stepping = last or self._stepped(batch_index)
         with self._gradient_sync(stepping):
