@@ -17,8 +17,20 @@ from typing import Any
 import bench_data
 import bench_predict
 import bench_trainer
-from _common import HAS_LIGHTNING, Peak, Result, Runs, Sizes, paired
+from _common import (
+    AGAIN,
+    HAS_LIGHTNING,
+    Peak,
+    Result,
+    Runs,
+    Sizes,
+    median_ratio,
+    paired,
+    rotated,
+    round_ratios,
+)
 from _short_epochs import bench_short_epochs
+from _side_by_side import Contender, side_by_side, training_contenders
 from _targets import LIGHTNING_TUNED, LIGHTNING_TYPICAL, data_checks, loop_checks, prediction_checks
 
 
@@ -62,7 +74,7 @@ def bench_data_path(sizes: Sizes, threads: int) -> Result:
 
 # ---------------------------------------------------------------------------- training loop
 def bench_training_loop(sizes: Sizes, threads: int) -> Result:
-    """``Trainer`` vs the hand loop (and Lightning) per epoch, runs interleaved."""
+    """``Trainer`` vs the hand loop (and Lightning) per epoch: side by side, and alone."""
     variants: dict[str, Callable[..., tuple[float, float]]] = {
         "hand loop": bench_trainer.hand_loop,
         "visionkit Trainer": bench_trainer.trainer_loop,
@@ -77,12 +89,16 @@ def bench_training_loop(sizes: Sizes, threads: int) -> Result:
     rows: list[dict[str, Any]] = []
     checks: list[dict[str, Any]] = []
     for name, work in bench_trainer._workloads().items():
-        train, val = sizes.trainer_mlp if name == "mlp" else sizes.trainer_convnet
-        data = bench_trainer._data(train, val)
-        runs = _interleaved(variants, work, data, sizes.trainer_repeats)
-        rows += _loop_rows(name, runs)
-        checks += loop_checks(name, runs)
-    short_rows, short_checks, short_setup = bench_short_epochs(sizes)
+        size = sizes.trainer_mlp if name == "mlp" else sizes.trainer_convnet
+        heap = ("hand loop", "visionkit Trainer") if name == "convnet" else ()
+        contenders = training_contenders(
+            variants, name, size, 1, base="hand loop", default_heap=heap
+        )
+        together = side_by_side(contenders, sizes.trainer_repeats, threads)
+        alone = _interleaved(variants, work, bench_trainer._data(*size), sizes.alone_repeats)
+        rows += _loop_rows(name, together, alone)
+        checks += loop_checks(name, together)
+    short_rows, short_checks, short_setup = bench_short_epochs(sizes, threads)
     rows += short_rows
     checks += short_checks
     notes = [] if HAS_LIGHTNING else ["Lightning is not installed: `pip install lightning`."]
@@ -91,11 +107,15 @@ def bench_training_loop(sizes: Sizes, threads: int) -> Result:
         "setup": f"MLP (W1, SGD, batch 20): {sizes.trainer_mlp[0]} train + "
         f"{sizes.trainer_mlp[1]} val digits; ConvNet (W2, Adadelta, batch 32): "
         f"{sizes.trainer_convnet[0]} + {sizes.trainer_convnet[1]}; 1 epoch per run, "
-        f"{sizes.trainer_repeats} interleaved runs per variant after a warm-up, {threads} "
-        "thread(s); ratios: median of the per-run ratios (same repeat) on CPU time; "
+        f"{threads} thread(s). CPU time: {sizes.trainer_repeats} rounds side by side (every "
+        "loop and a second hand loop as processes started together on one core, each "
+        "warmed up, glibc's heap thresholds fixed; for the ConvNet the hand loop and the "
+        "Trainer also with the default heap), ratios the median of the per-round ratios; "
+        "wall time: "
+        f"{sizes.alone_repeats} interleaved runs of each loop alone after a warm-up. "
         "Lightning tuned (loss summed on the device and logged once per epoch, no logger, "
-        "progress bar or summary, default "
-        f"checkpoint on) and typical (per-step logging, default Trainer); {short_setup}",
+        "progress bar or summary, default checkpoint on) and typical (per-step logging, "
+        f"default Trainer); {short_setup}",
         "rows": rows,
         "checks": checks,
         "notes": notes,
@@ -110,41 +130,53 @@ def _interleaved(
     names = list(variants)
     runs: Runs = {name: [] for name in names}
     for repeat in range(repeats):
-        for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
+        for name in rotated(names, repeat):
             with Peak() as peak:
                 wall, cpu = variants[name](work, *data, 1)
             runs[name].append((wall, cpu, peak))
     return runs
 
 
-def _loop_rows(workload: str, runs: Runs) -> list[dict[str, Any]]:
+def _loop_rows(
+    workload: str, together: dict[str, list[dict[str, Any]]], alone: Runs
+) -> list[dict[str, Any]]:
+    """Per loop: CPU time side by side (its median and ratio), wall time alone, memory."""
     rows = []
-    for name, results in runs.items():
-        worst = max(results, key=lambda r: r[2].rss_mb)[2]
-        rows.append(
-            {
-                "workload": workload,
-                "loop": name,
-                "best wall s/epoch": min(r[0] for r in results),
-                "best CPU s/epoch": min(r[1] for r in results),
-                "CPU time / hand loop": paired(runs, name, "hand loop"),
-                "wall time / hand loop": paired(runs, name, "hand loop", 0),
-                "fastest runs, CPU / hand loop": min(r[1] for r in results)
-                / min(r[1] for r in runs["hand loop"]),
-                **worst.columns(),
-            }
-        )
+    for name, results in together.items():
+        row: dict[str, Any] = {
+            "workload": workload,
+            "loop": name,
+            "CPU s/epoch": statistics.median(r["cpu"] for r in results),
+            "CPU time / hand loop": median_ratio(together, name, "hand loop", "cpu"),
+        }
+        if name in alone:
+            row["best wall s/epoch, alone"] = min(r[0] for r in alone[name])
+            row["wall time / hand loop, alone"] = paired(alone, name, "hand loop", 0)
+        worst = max(results, key=lambda r: r["peak RSS MiB"])
+        row.update({key: worst[key] for key in ("peak RSS MiB", "RSS rise MiB")})
+        rows.append(row)
     return rows
 
 
 # ---------------------------------------------------------------------------- prediction
+KINDS = {
+    "MNIST digits as PIL images": "pil",
+    "MNIST digits as uint8 arrays": "numpy",
+    "MNIST digits as uint8 tensors": "tensor",
+}
+METHODS = {
+    "hand": "hand-written batched loop",
+    "predict": "Predictor.predict(list)",
+    "single": "predict, one image per call",
+}
+
+
 def bench_prediction(sizes: Sizes, threads: int) -> Result:
     """Images/s of ``Predictor.predict`` against the hand loop and per-image calls."""
     n, r = sizes.predict_n, sizes.predict_repeat
-    workloads: list[tuple[str, Callable[[], dict[str, float]]]] = [
-        ("MNIST digits as PIL images", lambda: bench_predict.digits(n, r)),
-        ("MNIST digits as uint8 arrays", lambda: bench_predict.digits(n, r, as_pil=False)),
-        ("MNIST digits as uint8 tensors", lambda: bench_predict.digits(n, r, kind="tensor")),
+    workloads: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+        (title, functools.partial(_digits_side_by_side, kind, sizes, threads))
+        for title, kind in KINDS.items()
     ]
     flowers = bench_data.SHARED_MNIST.parent / "flowers"
     if sizes.flowers and flowers.is_dir():
@@ -155,19 +187,40 @@ def bench_prediction(sizes: Sizes, threads: int) -> Result:
     for title, run in workloads:
         with Peak() as peak:
             speeds = run()
-        labels = ("hand", "hand-written batched loop"), ("predict", "Predictor.predict(list)")
-        for key, label in (*labels, ("single", "predict, one image per call")):
-            rows.append({"workload": title, "method": label, "images/s": speeds[key]})
-            rows[-1].update(peak.columns())
+        for key, label in METHODS.items():
+            row = {"workload": title, "method": label, "images/s": speeds[key]}
+            if f"{key} CPU s" in speeds:
+                row["images per CPU s, side by side"] = n / speeds[f"{key} CPU s"]
+            rows.append({**row, **peak.columns()})
         checks += prediction_checks(title, speeds)
     return {
         "title": "Prediction: Predictor vs hand-written batched loop vs one image per call",
         "setup": f"{sizes.predict_n} real MNIST digits, MLP 784-512-512-10, batch "
         f"{bench_predict.BATCH}, {threads} thread(s); the hand loop is vectorised (one stack, "
-        "one conversion and one normalisation per batch); the three methods run interleaved "
-        f"in a rotating order, {r} times, images/s from the median wall time, ratios the "
-        "median of the same repeat's ratios; memory columns are the peak over all three "
-        "methods of a workload",
+        "one conversion and one normalisation per batch). CPU time: "
+        f"{sizes.predict_rounds} rounds side by side (each method, and a second hand loop, as "
+        f"processes started together on one core, each predicting {r} times after a "
+        "warm-up), ratios the median of the per-round ratios; images/s: the three methods "
+        f"run alone in one process, interleaved in a rotating order, {r} times, from the "
+        "median wall time; memory columns are the peak of that process",
         "rows": rows,
         "checks": checks,
     }
+
+
+def _digits_side_by_side(kind: str, sizes: Sizes, threads: int) -> dict[str, Any]:
+    """``bench_predict.digits`` alone, with the CPU-time ratios of the methods side by side."""
+    n, r = sizes.predict_n, sizes.predict_repeat
+    speeds = bench_predict.digits(n, r, kind=kind)
+    methods = {**{key: key for key in METHODS}, AGAIN: "hand"}
+    contenders = {
+        name: Contender(bench_predict.run_method, (method, kind, n, r), (method, kind, n, 1))
+        for name, method in methods.items()
+    }
+    together = side_by_side(contenders, sizes.predict_rounds, threads)
+    for key in METHODS:
+        speeds[f"{key} CPU s"] = statistics.median(run["cpu"] for run in together[key]) / r
+    for other in ("hand", "single"):
+        speeds[f"predict/{other} cpu rounds"] = round_ratios(together, other, "predict", "cpu")
+    speeds["noise cpu rounds"] = round_ratios(together, "hand", AGAIN, "cpu")  # speeds
+    return speeds

@@ -22,7 +22,8 @@ class Sizes:
     data_repeats: int = 5
     trainer_mlp: tuple[int, int] = (48000, 12000)
     trainer_convnet: tuple[int, int] = (6400, 1600)
-    trainer_repeats: int = 7
+    trainer_repeats: int = 7  # rounds side by side
+    alone_repeats: int = 3  # interleaved runs alone, for wall time
     defaults_data: tuple[int, int] = (3584, 896)  # short epochs: 56 batches of 64
     defaults_epochs: int = 3
     defaults_repeats: int = 11
@@ -33,6 +34,7 @@ class Sizes:
     accuracy_repeats: int = 3
     predict_n: int = 2000
     predict_repeat: int = 15
+    predict_rounds: int = 7  # side by side
     flowers: bool = True
     accuracy_max_time: float = 600.0
     gpu_n: int = 50000
@@ -46,7 +48,8 @@ QUICK = Sizes(
     data_repeats=3,
     trainer_mlp=(9600, 2400),
     trainer_convnet=(3200, 800),
-    trainer_repeats=5,
+    trainer_repeats=3,
+    alone_repeats=2,
     defaults_epochs=2,
     defaults_repeats=3,
     compile_mlp=(4800, 1200),
@@ -56,6 +59,7 @@ QUICK = Sizes(
     accuracy_repeats=2,
     predict_n=1000,
     predict_repeat=3,
+    predict_rounds=3,
     flowers=False,
     accuracy_max_time=170.0,
     gpu_n=10240,
@@ -92,6 +96,8 @@ class Peak:
 
 
 Runs = dict[str, list[tuple[float, float, Peak]]]
+AGAIN = "hand loop, again"  # a base loop's second copy side by side: their ratio is noise
+DEFAULT_HEAP = ", default heap"  # the suffix of a loop run with glibc's default heap
 
 
 def paired_ratios(runs: Runs, name: str, base: str, column: int = 1) -> list[float]:

@@ -10,11 +10,13 @@ running loss read once per epoch. Part of the ``trainer`` benchmark of ``run_all
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 import bench_trainer
-from _common import Peak, Sizes, median_ratio, rotated, round_ratios
-from _targets import check
+from _common import Sizes, median_ratio, rotated, round_ratios
+from _side_by_side import side_by_side, training_contenders
+from _targets import check, noise_check
 
 from visionkit.data import TensorImageDataset
 
@@ -38,43 +40,58 @@ def trainer_defaults(
     return bench_trainer.trainer_loop({**work, "batch_size": BATCH}, train, val, epochs)
 
 
-def bench_short_epochs(sizes: Sizes) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
+def bench_short_epochs(
+    sizes: Sizes, threads: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
     """Rows, checks and setup text of the defaults-on-short-epochs comparison."""
     variants = {BASE: hand_loop, "Trainer defaults": trainer_defaults}
     rows: list[dict[str, Any]] = []
     checks: list[dict[str, Any]] = []
     data = bench_trainer._data(*sizes.defaults_data)
     for name, work in bench_trainer._workloads().items():
-        for run in variants.values():  # warm-up
-            run(work, *data, 1)
-        runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
-        for repeat in range(sizes.defaults_repeats):
-            for variant in rotated(list(variants), repeat):
-                with Peak() as peak:
-                    wall, cpu = variants[variant](work, *data, sizes.defaults_epochs)
-                runs[variant].append({"wall": wall, "cpu": cpu, "peak": peak})
-        for variant, results in runs.items():
-            worst = max(results, key=lambda r: r["peak"].rss_mb)["peak"]
-            rows.append(
-                {
-                    "workload": f"{name}, short epochs",
-                    "loop": variant,
-                    "best wall s/epoch": min(r["wall"] for r in results),
-                    "best CPU s/epoch": min(r["cpu"] for r in results),
-                    "CPU time / hand loop": median_ratio(runs, variant, BASE, "cpu"),
-                    "wall time / hand loop": median_ratio(runs, variant, BASE, "wall"),
-                    **worst.columns(),
-                }
-            )
-        ratio = round_ratios(runs, "Trainer defaults", BASE, "cpu")
+        contenders = training_contenders(
+            variants, name, sizes.defaults_data, sizes.defaults_epochs, base=BASE
+        )
+        together = side_by_side(contenders, sizes.defaults_repeats, threads)
+        alone = _alone(variants, work, data, sizes)
+        for variant, results in together.items():
+            worst = max(results, key=lambda r: r["peak RSS MiB"])
+            row: dict[str, Any] = {
+                "workload": f"{name}, short epochs",
+                "loop": variant,
+                "CPU s/epoch": statistics.median(r["cpu"] for r in results),
+                "CPU time / hand loop": median_ratio(together, variant, BASE, "cpu"),
+            }
+            if variant in alone:
+                row["best wall s/epoch, alone"] = min(r["wall"] for r in alone[variant])
+                row["wall time / hand loop, alone"] = median_ratio(alone, variant, BASE, "wall")
+            row.update({key: worst[key] for key in ("peak RSS MiB", "RSS rise MiB")})
+            rows.append(row)
+        ratio = round_ratios(together, "Trainer defaults", BASE, "cpu")
         label = f"{name}, short epochs: Trainer defaults / hand loop, CPU time"
         checks.append(check(label, ratio, "<= 1.05"))
+        checks.append(noise_check(f"{name}, short epochs", together, BASE))
     train, val = sizes.defaults_data
     setup = (
         f"short epochs: {train} train + {val} val digits, batch {BATCH}, "
         f"{sizes.defaults_epochs} epochs per run (setup included), {sizes.defaults_repeats} "
-        "interleaved runs per variant after a warm-up; the Trainer with its defaults "
-        "(ModelCheckpoint every epoch into a temporary folder, ProgressBar to a non-terminal "
-        "stream), the hand loop saving and printing nothing"
+        f"rounds side by side and {sizes.alone_repeats} interleaved runs alone, each after a "
+        "warm-up; the Trainer with its defaults (ModelCheckpoint every epoch into a temporary "
+        "folder, ProgressBar to a non-terminal stream), the hand loop saving and printing "
+        "nothing"
     )
     return rows, checks, setup
+
+
+def _alone(
+    variants: dict[str, Any], work: bench_trainer.Workload, data: Any, sizes: Sizes
+) -> dict[str, list[dict[str, float]]]:
+    """Wall and CPU seconds per epoch of each variant run alone, interleaved, after a warm-up."""
+    for run in variants.values():
+        run(work, *data, 1)
+    runs: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
+    for repeat in range(sizes.alone_repeats):
+        for variant in rotated(list(variants), repeat):
+            wall, cpu = variants[variant](work, *data, sizes.defaults_epochs)
+            runs[variant].append({"wall": wall, "cpu": cpu})
+    return runs

@@ -7,7 +7,7 @@ import statistics
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from _common import Result, Runs, paired_ratios, round_ratios
+from _common import AGAIN, DEFAULT_HEAP, Result, round_ratios
 
 _COMPARE: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
@@ -60,39 +60,65 @@ LIGHTNING_TUNED = "Lightning, tuned (epoch logging)"
 LIGHTNING_TYPICAL = "Lightning, typical (per-step logging)"
 
 
-def loop_checks(workload: str, runs: Runs) -> list[dict[str, Any]]:
-    """The Trainer against the hand loop and Lightning both ways, median of the paired runs.
+def loop_checks(workload: str, together: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The Trainer against the hand loop and Lightning both ways, and the method's noise.
 
-    The target against Lightning is checked against its tuned configuration, the faster
-    one; the typical configuration is a figure without a target.
+    ``together`` holds each loop's rounds side by side (``_side_by_side.py``); a ratio is
+    the median of the per-round ratios of CPU time. The target against Lightning is checked
+    against its tuned configuration, the faster one; the typical configuration, the hand
+    loop against its second copy and the runs with glibc's default heap (the ConvNet's) are
+    figures without a target.
     """
-    ratios = paired_ratios(runs, "visionkit Trainer", "hand loop")
+    ratios = round_ratios(together, "visionkit Trainer", "hand loop", "cpu")
     checks = [check(f"{workload}: Trainer / hand loop, CPU time", ratios, "<= 1.05")]
-    if LIGHTNING_TUNED in runs:
-        vs = paired_ratios(runs, "visionkit Trainer", LIGHTNING_TUNED)
+    if LIGHTNING_TUNED in together:
+        vs = round_ratios(together, "visionkit Trainer", LIGHTNING_TUNED, "cpu")
         checks.append(check(f"{workload}: Trainer / Lightning tuned, CPU time", vs, "<= 1.0"))
-    if LIGHTNING_TYPICAL in runs:
-        vs = paired_ratios(runs, "visionkit Trainer", LIGHTNING_TYPICAL)
+    if LIGHTNING_TYPICAL in together:
+        vs = round_ratios(together, "visionkit Trainer", LIGHTNING_TYPICAL, "cpu")
         checks.append(check(f"{workload}: Trainer / Lightning typical, CPU time", vs, "-"))
+    checks.append(noise_check(workload, together, "hand loop"))
+    trainer, hand = f"visionkit Trainer{DEFAULT_HEAP}", f"hand loop{DEFAULT_HEAP}"
+    if trainer in together and hand in together:
+        vs = round_ratios(together, trainer, hand, "cpu")
+        checks.append(
+            check(f"{workload}: Trainer / hand loop, both with the default heap", vs, "-")
+        )
+        cost = round_ratios(together, hand, "hand loop", "cpu")
+        checks.append(
+            check(f"{workload}: hand loop, default heap / fixed heap, CPU time", cost, "-")
+        )
     return checks
+
+
+def noise_check(title: str, together: dict[str, list[dict[str, Any]]], base: str) -> dict[str, Any]:
+    """``base`` against its second copy (`AGAIN`) side by side: the noise of the method."""
+    ratios = round_ratios(together, AGAIN, base, "cpu")
+    return check(f"{title}: hand loop again / hand loop, CPU time (noise)", ratios, "-")
 
 
 def prediction_checks(title: str, speeds: dict[str, Any]) -> list[dict[str, Any]]:
     """``Predictor.predict`` against the vectorised hand loop and one image per call.
 
-    For every MNIST input kind (``uint8`` arrays, PIL images, ``uint8`` tensors): the speed
-    ratio in CPU time and in wall time, each the median of the interleaved paired runs
-    (``bench_predict.digits``); the flower JPEGs get the same figures without a target.
+    For every MNIST input kind (``uint8`` arrays, PIL images, ``uint8`` tensors) the target
+    is checked on the speed ratio in CPU time, the median of the per-round ratios of the
+    methods side by side (``_side_by_side.py``); the wall-time ratio of the methods run
+    alone, the hand loop against its second copy (the noise) and the flower JPEGs' figures
+    are given without a target.
     """
     checks = []
+    mnist = title.startswith("MNIST")
     for key, label, target in (
         ("hand", "vectorised hand loop", ">= 0.95"),
         ("single", "one image per call", ">= 5"),
     ):
-        for unit, name in (("cpu", "CPU time"), ("wall", "wall time")):
+        for unit, name in (("cpu", "CPU time"), ("wall", "wall time, alone")):
             ratio = speeds.get(f"predict/{key} {unit} rounds", speeds["predict"] / speeds[key])
-            goal = target if title.startswith("MNIST") else "-"
+            goal = target if mnist and unit == "cpu" else "-"
             checks.append(check(f"{title}: predict / {label}, {name}", ratio, goal))
+    if "noise cpu rounds" in speeds:
+        noise = speeds["noise cpu rounds"]
+        checks.append(check(f"{title}: hand loop again / hand loop, CPU time (noise)", noise, "-"))
     return checks
 
 

@@ -123,6 +123,21 @@ def digits(n: int, repeat: int, *, as_pil: bool = True, kind: str | None = None)
     images or NumPy arrays (the two workloads of ``run_all.py``).
     """
     kind = kind or ("pil" if as_pil else "numpy")
+    methods, scale = digit_methods(n, kind, check=True)
+    runs = interleaved(methods, repeat)
+    runs["single"] = [(w * scale, c * scale) for w, c in runs["single"]]
+    return speeds_of(runs, n)
+
+
+def digit_methods(
+    n: int, kind: str, *, check: bool = False
+) -> tuple[dict[str, Callable[[], Any]], float]:
+    """The three methods on ``n`` digits of ``kind``, and the factor that scales the time of
+    ``"single"`` to ``n`` images (per-image calls are slow: it times a quarter of them).
+
+    ``check`` first asserts that ``Predictor.predict`` gives the hand loop's results and the
+    tutorials' transform's input.
+    """
     images = digit_images(n, kind)
     classes = [str(d) for d in range(10)]
     torch.manual_seed(0)
@@ -133,24 +148,29 @@ def digits(n: int, repeat: int, *, as_pil: bool = True, kind: str | None = None)
         preprocess=Preprocess(mode="L", size=(28, 28), mean=MEAN, std=STD),
         device="cpu",
     )
-    ours = predictor.predict(images, batch_size=BATCH)
-    theirs = hand_loop(model, images, kind, classes)
-    assert [(p.name, p.probability) for p in ours] == theirs, "results differ"
-    reference = T.Compose([T.ToTensor(), T.Normalize(MEAN, STD)])  # the tutorials' transform
-    image = images[0] if kind != "tensor" else images[0][0].numpy()
-    assert torch.equal(predictor.to_input(images[0]), reference(image)), "inputs differ"
+    if check:
+        ours = predictor.predict(images, batch_size=BATCH)
+        theirs = hand_loop(model, images, kind, classes)
+        assert [(p.name, p.probability) for p in ours] == theirs, "results differ"
+        reference = T.Compose([T.ToTensor(), T.Normalize(MEAN, STD)])  # the tutorials'
+        image = images[0] if kind != "tensor" else images[0][0].numpy()
+        assert torch.equal(predictor.to_input(images[0]), reference(image)), "inputs differ"
+    few = images[: max(1, n // 4)]
+    methods: dict[str, Callable[[], Any]] = {
+        "hand": lambda: hand_loop(model, images, kind, classes),
+        "predict": lambda: predictor.predict(images, batch_size=BATCH),
+        "single": lambda: [predictor.predict(image) for image in few],
+    }
+    return methods, n / len(few)
 
-    few = images[: max(1, n // 4)]  # per-image calls are slow: time a quarter, scale up
-    runs = interleaved(
-        {
-            "hand": lambda: hand_loop(model, images, kind, classes),
-            "predict": lambda: predictor.predict(images, batch_size=BATCH),
-            "single": lambda: [predictor.predict(image) for image in few],
-        },
-        repeat,
-    )
-    runs["single"] = [(w * n / len(few), c * n / len(few)) for w, c in runs["single"]]
-    return speeds_of(runs, n)
+
+def run_method(method: str, kind: str, n: int, repeat: int) -> Timing:
+    """Wall and CPU seconds of ``repeat`` calls of ``method`` on ``n`` digits of ``kind``
+    (``"single"`` scaled to ``n`` images), everything built here: a contender of
+    ``_side_by_side.side_by_side``."""
+    methods, scale = digit_methods(n, kind)
+    wall, cpu = timed(lambda: [methods[method]() for _ in range(repeat)])
+    return (wall * scale, cpu * scale) if method == "single" else (wall, cpu)
 
 
 def flowers(folder: Path, repeat: int) -> dict[str, Any]:

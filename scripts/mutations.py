@@ -370,6 +370,28 @@ MUTATIONS = [
         "lambda stream: None",
         (C + "test_async_checkpoints.py",),
     ),
+    # ---------------------------------------------------------------- the benchmarks
+    Mutation(
+        "side-by-side contenders not pinned to one core",
+        "bench/_side_by_side.py",
+        "            os.sched_setaffinity(0, pinned)",
+        "            pass",
+        ("tests/unit/test_bench_side_by_side.py",),
+    ),
+    Mutation(
+        "side-by-side contender timed without its warm-up",
+        "bench/_side_by_side.py",
+        "        contender.run(*warmup)\n",
+        "",
+        ("tests/unit/test_bench_side_by_side.py",),
+    ),
+    Mutation(
+        "the hand loop's noise figure compares it with the Trainer",
+        "bench/_targets.py",
+        "ratios = round_ratios(together, AGAIN, base, \"cpu\")",
+        "ratios = round_ratios(together, \"visionkit Trainer\", base, \"cpu\")",
+        ("tests/unit/test_bench_targets.py",),
+    ),
 ]
 
 

@@ -72,10 +72,10 @@ def test_data_checks_are_medians_of_per_round_ratios(bench: Any) -> None:
 
 
 def test_the_lightning_target_is_checked_against_the_tuned_configuration(bench: Any) -> None:
-    _, targets = bench
+    common, targets = bench
 
-    def runs(*cpu: float) -> list[tuple[float, float, None]]:
-        return [(0.0, value, None) for value in cpu]
+    def runs(*cpu: float) -> list[dict[str, float]]:
+        return [{"cpu": value} for value in cpu]
 
     checks = targets.loop_checks(
         "mlp",
@@ -84,13 +84,62 @@ def test_the_lightning_target_is_checked_against_the_tuned_configuration(bench: 
             "visionkit Trainer": runs(1.0, 2.2, 1.1),  # 1.0, 1.1, 1.1 -> 1.1
             targets.LIGHTNING_TUNED: runs(1.0, 2.0, 1.0),  # 1.0, 1.1, 1.1 -> 1.1
             targets.LIGHTNING_TYPICAL: runs(2.0, 4.4, 2.2),  # 0.5, 0.5, 0.5
+            common.AGAIN: runs(1.02, 1.96, 1.0),  # 1.02, 0.98, 1.0 -> 1.0
         },
     )
     assert [(c["check"], round(c["value"], 9), c["target"], c["ok"]) for c in checks] == [
         ("mlp: Trainer / hand loop, CPU time", 1.1, "<= 1.05", False),
         ("mlp: Trainer / Lightning tuned, CPU time", 1.1, "<= 1.0", False),
         ("mlp: Trainer / Lightning typical, CPU time", 0.5, "-", None),
+        ("mlp: hand loop again / hand loop, CPU time (noise)", 1.0, "-", None),
     ]
+
+
+def test_runs_with_the_default_heap_are_figures_beside_the_checks(bench: Any) -> None:
+    common, targets = bench
+    heap = common.DEFAULT_HEAP
+    checks = targets.loop_checks(
+        "convnet",
+        {
+            "hand loop": [{"cpu": 1.0}, {"cpu": 2.0}, {"cpu": 1.0}],
+            "visionkit Trainer": [{"cpu": 1.0}, {"cpu": 2.0}, {"cpu": 1.0}],
+            common.AGAIN: [{"cpu": 1.0}, {"cpu": 2.0}, {"cpu": 1.0}],
+            f"hand loop{heap}": [{"cpu": 1.2}, {"cpu": 2.2}, {"cpu": 1.1}],  # 1.2, 1.1, 1.1
+            f"visionkit Trainer{heap}": [{"cpu": 1.8}, {"cpu": 2.2}, {"cpu": 1.1}],  # 1.5, 1, 1
+        },
+    )
+    figures = {c["check"]: (round(c["value"], 9), c["target"], c["ok"]) for c in checks}
+    assert figures["convnet: Trainer / hand loop, CPU time"] == (1.0, "<= 1.05", True)
+    assert figures["convnet: Trainer / hand loop, both with the default heap"] == (
+        1.0,
+        "-",
+        None,
+    )
+    assert figures["convnet: hand loop, default heap / fixed heap, CPU time"] == (1.1, "-", None)
+
+
+def test_prediction_targets_are_checked_on_cpu_time_side_by_side(bench: Any) -> None:
+    _, targets = bench
+    speeds = {
+        "hand": 100.0,
+        "predict": 90.0,
+        "single": 10.0,
+        "predict/hand cpu rounds": [0.97, 0.96, 0.99],
+        "predict/hand wall rounds": [0.80, 0.90, 0.85],
+        "predict/single cpu rounds": [11.0, 12.0, 10.0],
+        "predict/single wall rounds": [4.0, 4.0, 4.0],
+        "noise cpu rounds": [1.01, 0.99, 1.0],
+    }
+    checks = targets.prediction_checks("MNIST digits as PIL images", speeds)
+    assert [(c["check"].split(": ", 1)[1], c["value"], c["target"], c["ok"]) for c in checks] == [
+        ("predict / vectorised hand loop, CPU time", 0.97, ">= 0.95", True),
+        ("predict / vectorised hand loop, wall time, alone", 0.85, "-", None),
+        ("predict / one image per call, CPU time", 11.0, ">= 5", True),
+        ("predict / one image per call, wall time, alone", 4.0, "-", None),
+        ("hand loop again / hand loop, CPU time (noise)", 1.0, "-", None),
+    ]
+    flowers = targets.prediction_checks("80 flower JPEGs", speeds)
+    assert {c["target"] for c in flowers} == {"-"}
 
 
 def test_a_check_of_several_rounds_records_its_median_and_middle_half(bench: Any) -> None:
