@@ -388,8 +388,8 @@ MUTATIONS = [
     Mutation(
         "the hand loop's noise figure compares it with the Trainer",
         "bench/_targets.py",
-        "ratios = round_ratios(together, AGAIN, base, \"cpu\")",
-        "ratios = round_ratios(together, \"visionkit Trainer\", base, \"cpu\")",
+        'ratios = round_ratios(together, AGAIN, base, "cpu")',
+        'ratios = round_ratios(together, "visionkit Trainer", base, "cpu")',
         ("tests/unit/test_bench_targets.py",),
     ),
 ]
