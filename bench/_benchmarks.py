@@ -22,11 +22,9 @@ from _common import (
     HAS_LIGHTNING,
     Peak,
     Result,
-    Runs,
     Sizes,
-    median_ratio,
-    paired,
-    rotated,
+    interleaved,
+    loop_row,
     round_ratios,
 )
 from _short_epochs import bench_short_epochs
@@ -95,8 +93,8 @@ def bench_training_loop(sizes: Sizes, threads: int) -> Result:
             variants, name, size, 1, base="hand loop", default_heap=heap
         )
         together = side_by_side(contenders, sizes.trainer_repeats, threads)
-        alone = _interleaved(variants, work, bench_trainer._data(*size), sizes.alone_repeats)
-        rows += _loop_rows(name, together, alone)
+        alone = interleaved(variants, work, bench_trainer._data(*size), sizes.alone_repeats, 1)
+        rows += [loop_row(name, loop, together, alone, "hand loop") for loop in together]
         checks += loop_checks(name, together)
     short_rows, short_checks, short_setup = bench_short_epochs(sizes, threads)
     rows += short_rows
@@ -120,42 +118,6 @@ def bench_training_loop(sizes: Sizes, threads: int) -> Result:
         "checks": checks,
         "notes": notes,
     }
-
-
-def _interleaved(
-    variants: dict[str, Callable[..., tuple[float, float]]], work: Any, data: Any, repeats: int
-) -> Runs:
-    for run in variants.values():  # warm-up
-        run(work, *data, 1)
-    names = list(variants)
-    runs: Runs = {name: [] for name in names}
-    for repeat in range(repeats):
-        for name in rotated(names, repeat):
-            with Peak() as peak:
-                wall, cpu = variants[name](work, *data, 1)
-            runs[name].append((wall, cpu, peak))
-    return runs
-
-
-def _loop_rows(
-    workload: str, together: dict[str, list[dict[str, Any]]], alone: Runs
-) -> list[dict[str, Any]]:
-    """Per loop: CPU time side by side (its median and ratio), wall time alone, memory."""
-    rows = []
-    for name, results in together.items():
-        row: dict[str, Any] = {
-            "workload": workload,
-            "loop": name,
-            "CPU s/epoch": statistics.median(r["cpu"] for r in results),
-            "CPU time / hand loop": median_ratio(together, name, "hand loop", "cpu"),
-        }
-        if name in alone:
-            row["best wall s/epoch, alone"] = min(r[0] for r in alone[name])
-            row["wall time / hand loop, alone"] = paired(alone, name, "hand loop", 0)
-        worst = max(results, key=lambda r: r["peak RSS MiB"])
-        row.update({key: worst[key] for key in ("peak RSS MiB", "RSS rise MiB")})
-        rows.append(row)
-    return rows
 
 
 # ---------------------------------------------------------------------------- prediction

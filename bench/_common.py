@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,3 +142,43 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     return f"cpu ({bench_data._cpu_name()})"
+
+
+def interleaved(
+    loops: dict[str, Callable[..., tuple[float, float]]],
+    work: Any,
+    data: Any,
+    repeats: int,
+    epochs: int,
+) -> Runs:
+    """Each of ``loops`` run alone, one after another in this process, ``repeats`` times in
+    a rotating order after a one-epoch warm-up: ``(wall, cpu)`` per epoch and memory."""
+    for run in loops.values():
+        run(work, *data, 1)
+    runs: Runs = {name: [] for name in loops}
+    for repeat in range(repeats):
+        for name in rotated(list(loops), repeat):
+            with Peak() as peak:
+                wall, cpu = loops[name](work, *data, epochs)
+            runs[name].append((wall, cpu, peak))
+    return runs
+
+
+def loop_row(
+    workload: str, loop: str, together: dict[str, list[dict[str, Any]]], alone: Runs, base: str
+) -> dict[str, Any]:
+    """One loop's row: CPU time side by side (median, and ratio to ``base``), wall time
+    alone (when it ran alone) and the memory of its worst round side by side."""
+    results = together[loop]
+    row: dict[str, Any] = {
+        "workload": workload,
+        "loop": loop,
+        "CPU s/epoch": statistics.median(r["cpu"] for r in results),
+        "CPU time / hand loop": median_ratio(together, loop, base, "cpu"),
+    }
+    if loop in alone:
+        row["best wall s/epoch, alone"] = min(r[0] for r in alone[loop])
+        row["wall time / hand loop, alone"] = paired(alone, loop, base, 0)
+    worst = max(results, key=lambda r: r["peak RSS MiB"])
+    row.update({key: worst[key] for key in ("peak RSS MiB", "RSS rise MiB")})
+    return row

@@ -10,11 +10,10 @@ running loss read once per epoch. Part of the ``trainer`` benchmark of ``run_all
 
 from __future__ import annotations
 
-import statistics
 from typing import Any
 
 import bench_trainer
-from _common import Sizes, median_ratio, rotated, round_ratios
+from _common import Sizes, interleaved, loop_row, round_ratios
 from _side_by_side import side_by_side, training_contenders
 from _targets import check, noise_check
 
@@ -53,20 +52,9 @@ def bench_short_epochs(
             variants, name, sizes.defaults_data, sizes.defaults_epochs, base=BASE
         )
         together = side_by_side(contenders, sizes.defaults_repeats, threads)
-        alone = _alone(variants, work, data, sizes)
-        for variant, results in together.items():
-            worst = max(results, key=lambda r: r["peak RSS MiB"])
-            row: dict[str, Any] = {
-                "workload": f"{name}, short epochs",
-                "loop": variant,
-                "CPU s/epoch": statistics.median(r["cpu"] for r in results),
-                "CPU time / hand loop": median_ratio(together, variant, BASE, "cpu"),
-            }
-            if variant in alone:
-                row["best wall s/epoch, alone"] = min(r["wall"] for r in alone[variant])
-                row["wall time / hand loop, alone"] = median_ratio(alone, variant, BASE, "wall")
-            row.update({key: worst[key] for key in ("peak RSS MiB", "RSS rise MiB")})
-            rows.append(row)
+        alone = interleaved(variants, work, data, sizes.alone_repeats, sizes.defaults_epochs)
+        label = f"{name}, short epochs"
+        rows += [loop_row(label, loop, together, alone, BASE) for loop in together]
         ratio = round_ratios(together, "Trainer defaults", BASE, "cpu")
         label = f"{name}, short epochs: Trainer defaults / hand loop, CPU time"
         checks.append(check(label, ratio, "<= 1.05"))
@@ -81,17 +69,3 @@ def bench_short_epochs(
         "nothing"
     )
     return rows, checks, setup
-
-
-def _alone(
-    variants: dict[str, Any], work: bench_trainer.Workload, data: Any, sizes: Sizes
-) -> dict[str, list[dict[str, float]]]:
-    """Wall and CPU seconds per epoch of each variant run alone, interleaved, after a warm-up."""
-    for run in variants.values():
-        run(work, *data, 1)
-    runs: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
-    for repeat in range(sizes.alone_repeats):
-        for variant in rotated(list(variants), repeat):
-            wall, cpu = variants[variant](work, *data, sizes.defaults_epochs)
-            runs[variant].append({"wall": wall, "cpu": cpu})
-    return runs
