@@ -146,7 +146,8 @@ LOOPS = {"hand loop": hand_run, "visionkit Trainer": trainer_run}
 
 def bench_accuracy(sizes: Sizes, threads: int) -> Result:
     """Seconds of training until the W2 ConvNet reaches 98%: the Trainer and a hand loop."""
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    cuda = torch.cuda.is_available()
+    devices = [d for d in sizes.accuracy_devices if d == "cpu" or (d == "cuda" and cuda)]
     rows, checks, notes = [], [], []
     for device in devices:
         train, test = (d.to(device) for d in mnist_8000_2000())
@@ -173,7 +174,7 @@ def bench_accuracy(sizes: Sizes, threads: int) -> Result:
             notes.append(f"{label}: not measured, one of the loops did not reach 98%.")
         notes.append(_same_run_note(device, runs))
     notes.append("The time columns are empty when 98% was not reached within the budget.")
-    if len(devices) == 1:
+    if "cuda" in sizes.accuracy_devices and not cuda:
         notes.append("No CUDA device here: the GPU rows are missing.")
     return {
         "title": "Accuracy per second: the W2 ConvNet to 98% test accuracy on real MNIST",

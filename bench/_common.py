@@ -38,10 +38,12 @@ class Sizes:
     predict_rounds: int = 7  # side by side
     flowers: bool = True
     accuracy_max_time: float = 600.0
+    accuracy_devices: tuple[str, ...] = ("cpu", "cuda")  # CUDA only where there is a device
     gpu_n: int = 50000
     gpu_epochs: int = 4
     gpu_batch: int = 512
     gpu_models: tuple[str, ...] = ("resnet_deep", "resnet18")
+    gpu_rounds: int = 3  # of the hand loop and the plain Trainer
 
 
 QUICK = Sizes(
@@ -67,7 +69,7 @@ QUICK = Sizes(
     gpu_epochs=3,
 )
 SMOKE = Sizes(  # --gpu-smoke: the GPU benchmark's code paths on the CPU, tiny sizes
-    gpu_n=256, gpu_epochs=2, gpu_batch=64, gpu_models=("resnet_deep",)
+    gpu_n=256, gpu_epochs=2, gpu_batch=64, gpu_models=("resnet_deep",), gpu_rounds=2
 )
 
 

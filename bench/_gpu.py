@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import statistics
+import sys
 import time
 from typing import Any
 
 import torch
 import torchvision
-from _common import HAS_LIGHTNING, Peak, Result, Sizes, sync
+from _common import HAS_LIGHTNING, Peak, Result, Sizes, rotated, sync
 from _targets import gpu_checks
 from torch import nn
 
@@ -131,18 +132,36 @@ def bench_gpu(sizes: Sizes, threads: int, *, smoke: bool = False) -> Result:
     torch.backends.cudnn.benchmark = True  # for every variant alike
     data = cifar_shaped(sizes.gpu_n)
     rows: list[dict[str, Any]] = []
+    overhead: dict[str, list[float]] = {}
     for name in sizes.gpu_models:
-        for label, kind, options in _gpu_variants():
+        variants = _gpu_variants()
+        paired = variants[:2]  # the hand loop and the plain Trainer: rounds, interleaved
+        runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _, _ in paired}
+        for round_index in range(sizes.gpu_rounds):
+            for label, kind, options in rotated(paired, round_index):
+                runs[label].append(_gpu_row(name, label, kind, options, data, sizes, device))
+        rows += [_median_row(rounds) for rounds in runs.values()]
+        hand, plain = runs.values()
+        overhead[name] = [h["images/s"] / t["images/s"] for h, t in zip(hand, plain, strict=True)]
+        for label, kind, options in variants[2:]:
             rows.append(_gpu_row(name, label, kind, options, data, sizes, device))
     return {
         "title": title,
         "setup": f"{sizes.gpu_n} random uint8 3x32x32 images, batch {sizes.gpu_batch}, "
         f"SGD(momentum 0.9, nesterov), {sizes.gpu_epochs} epochs per variant; images/s from "
         "the median epoch after the first (warm-up and compilation excluded); "
-        "cudnn.benchmark on for all variants",
+        f"cudnn.benchmark on for all variants; the hand loop and the plain Trainer run "
+        f"{sizes.gpu_rounds} interleaved rounds (their row: the median round), the other "
+        "variants once",
         "rows": rows,
-        "checks": gpu_checks(rows),
+        "checks": gpu_checks(rows, overhead),
     }
+
+
+def _median_row(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round with the median images/s (the lower middle one of an even number)."""
+    ranked = sorted(rounds, key=lambda row: row["images/s"])
+    return {**ranked[(len(ranked) - 1) // 2], "rounds": len(rounds)}
 
 
 def _gpu_row(
@@ -171,6 +190,7 @@ def _gpu_row(
     with contextlib.suppress(RuntimeError):
         torch.cuda.empty_cache()
     steady = statistics.median(times[1:]) if len(times) > 1 else times[0]
+    print(f"{name}, {label}: {len(data) / steady:.0f} images/s", file=sys.stderr, flush=True)
     return {
         "model": name,
         "variant": label,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -82,7 +83,10 @@ def sizes_of(args: argparse.Namespace) -> Sizes:
     """The problem sizes the command line asks for."""
     if args.gpu_smoke:
         return SMOKE
-    return QUICK if args.quick else Sizes()
+    sizes = QUICK if args.quick else Sizes()
+    if args.devices:
+        sizes = dataclasses.replace(sizes, accuracy_devices=tuple(args.devices))
+    return sizes
 
 
 def spawn(name: str, args: argparse.Namespace, log: Path) -> Result:
@@ -90,6 +94,7 @@ def spawn(name: str, args: argparse.Namespace, log: Path) -> Result:
     command = [sys.executable, str(ENTRY_POINT), "--child", name]
     command += ["--threads", str(args.threads)]
     command += ["--quick"] * args.quick + ["--gpu-smoke"] * args.gpu_smoke
+    command += ["--devices", *args.devices] if args.devices else []
     start = time.perf_counter()
     with log.open("w", encoding="utf-8") as output:
         process = subprocess.run(command, stdout=subprocess.PIPE, stderr=output, text=True)

@@ -40,6 +40,7 @@ Usage::
     python bench/run_all.py --quick            # a few minutes on 2 CPU cores
     python bench/run_all.py                    # full sizes (about 20 minutes on a CPU)
     python bench/run_all.py --only gpu accuracy
+    python bench/run_all.py --only gpu accuracy --devices cuda --out bench/results/gpu
 """
 
 from __future__ import annotations
@@ -69,6 +70,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small CPU workloads (minutes)")
     parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), help="run only these")
+    parser.add_argument(
+        "--devices",
+        nargs="+",
+        choices=["cpu", "cuda"],
+        help="devices of the accuracy benchmark (default: the CPU, and CUDA where there is one)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads on the CPU")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the report")
     parser.add_argument("--logs", type=Path, default=LOGS, help="folder for each run's output")

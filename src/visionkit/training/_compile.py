@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
+from visionkit.exceptions import VisionKitError
+
 Forward = Callable[[torch.Tensor], torch.Tensor]
+T = TypeVar("T")
 
 
 class CompiledForward:
@@ -19,7 +22,10 @@ class CompiledForward:
     backend, no Triton for CUDA, an unsupported platform or Python version) only surface
     on the first call. That call is retried eagerly: a real error in the model or the data
     is then raised by the eager module, with its own message. Later calls use whichever
-    path the first call settled on.
+    path the first call settled on. The compiled backward pass can fail too, when it first
+    runs for a shape of batch: the training loop runs the first step of each batch shape
+    (the full batches, a smaller last one) through :meth:`trial_step`, which falls back the
+    same way.
 
     Args:
         module: The module to train through (the model, or its DDP wrapper).
@@ -30,6 +36,7 @@ class CompiledForward:
         self.module = module
         self.compiled: Forward | None = None
         self._settled = False
+        self._proven: set[tuple[int, ...]] = set()  # batch shapes that ran a whole step
         try:
             self.compiled = (compile_fn or torch.compile)(module)
         except Exception as error:  # any failure means "run eagerly"
@@ -39,6 +46,40 @@ class CompiledForward:
     def active(self) -> bool:
         """Whether calls go through the compiled module (``False`` after a fallback)."""
         return self.compiled is not None
+
+    def on_trial(self, x: torch.Tensor) -> bool:
+        """Whether the compiled module has yet to run a whole step (forward and backward)
+        on a batch of ``x``'s shape."""
+        return self.compiled is not None and tuple(x.shape) not in self._proven
+
+    def trial_step(self, x: torch.Tensor, step: Callable[[], T]) -> T:
+        """Run ``step`` (a forward of ``x`` through this object, the loss, its backward).
+
+        If it fails inside the compiled code (the compiled backward is built and first run
+        by the backward pass), warn, restore the module's buffers (batch-norm statistics the
+        compiled forward updated) and the parameters' gradients, and run ``step`` again
+        eagerly: the step then equals an eager run's. A `VisionKitError` (a check of the
+        data or the loss) and an error of an eager retry are raised as they are.
+        """
+        buffers = [buffer.detach().clone() for buffer in self.module.buffers()]
+        grads = [None if p.grad is None else p.grad.clone() for p in self.module.parameters()]
+        try:
+            result = step()
+        except VisionKitError:
+            raise
+        except Exception as error:
+            if self.compiled is None:  # the forward already retried eagerly: a real error
+                raise
+            _warn_fallback(error)
+            self.compiled = None
+            with torch.no_grad():
+                for buffer, saved in zip(self.module.buffers(), buffers, strict=True):
+                    buffer.copy_(saved)
+            for parameter, grad in zip(self.module.parameters(), grads, strict=True):
+                parameter.grad = grad
+            return step()
+        self._proven.add(tuple(x.shape))
+        return result
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.compiled is None:

@@ -25,6 +25,7 @@ from visionkit.training._batches import (
     num_outputs,
     unpack,
 )
+from visionkit.training._compile import CompiledForward
 from visionkit.training._features import FeatureLoader
 from visionkit.training.metrics import ClassificationMetrics
 
@@ -131,25 +132,39 @@ class EpochLoop:
             x, y = t._hooks.transform_batch(t, x, y)
         stepping = last or self._stepped(batch_index)
         with self._gradient_sync(stepping):
-            with autocast(t):
-                outputs = t._train_forward(x)  # DDP wrapper under DDP; compiled if asked
-                if t._train_groups.empty:
-                    check_labels(labels, outputs, t._label_bounds)
-                    check_class_names(t.classes, num_outputs(outputs))
-                loss = compute_loss(t.loss_fn, outputs, y)
-            detached = loss.detach()
-            if t.check_finite:
-                position = {"epoch": t.epoch, "batch": batch_index, "step": t.global_step}
-                t._finite.check_loss(detached, x, outputs, **position)
-            scaled = loss / t.accumulate_grad_batches if t.accumulate_grad_batches > 1 else loss
-            if t.scaler.is_enabled():
-                scaled = t.scaler.scale(scaled)
-            torch.autograd.backward(scaled)
+            forward = t._train_forward
+            if isinstance(forward, CompiledForward) and forward.on_trial(x):
+                detached, outputs = forward.trial_step(
+                    x, lambda: self._forward_backward(x, y, labels, batch_index)
+                )
+            else:
+                detached, outputs = self._forward_backward(x, y, labels, batch_index)
         if stepping:
             self._optimizer_step()
         outputs = outputs.detach()
         t._train_groups.add(outputs, y, detached)
         return detached, outputs, y
+
+    def _forward_backward(
+        self, x: torch.Tensor, y: torch.Tensor, labels: torch.Tensor, batch_index: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward, loss and backward of one batch: the detached loss and the outputs."""
+        t = self.trainer
+        with autocast(t):
+            outputs = t._train_forward(x)  # DDP wrapper under DDP; compiled if asked
+            if t._train_groups.empty:
+                check_labels(labels, outputs, t._label_bounds)
+                check_class_names(t.classes, num_outputs(outputs))
+            loss = compute_loss(t.loss_fn, outputs, y)
+        detached = loss.detach()
+        if t.check_finite:
+            position = {"epoch": t.epoch, "batch": batch_index, "step": t.global_step}
+            t._finite.check_loss(detached, x, outputs, **position)
+        scaled = loss / t.accumulate_grad_batches if t.accumulate_grad_batches > 1 else loss
+        if t.scaler.is_enabled():
+            scaled = t.scaler.scale(scaled)
+        torch.autograd.backward(scaled)
+        return detached, outputs
 
     def _optimizer_step(self) -> None:
         t = self.trainer
