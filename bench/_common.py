@@ -32,7 +32,7 @@ class Sizes:
     compile_convnet: tuple[int, int] = (3200, 800)
     compile_epochs: int = 4
     compile_repeats: int = 2
-    accuracy_repeats: int = 3
+    accuracy_repeats: int = 7  # rounds: side by side on the CPU, one after another on CUDA
     predict_n: int = 2000
     predict_repeat: int = 15
     predict_rounds: int = 7  # side by side
@@ -59,7 +59,7 @@ QUICK = Sizes(
     compile_convnet=(1600, 400),
     compile_epochs=3,
     compile_repeats=1,
-    accuracy_repeats=2,
+    accuracy_repeats=3,
     predict_n=1000,
     predict_repeat=3,
     predict_rounds=3,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import statistics
 import sys
 import time
@@ -175,20 +176,26 @@ def _gpu_row(
 ) -> dict[str, Any]:
     common = {"batch_size": sizes.gpu_batch, "epochs": sizes.gpu_epochs, "device": device}
     model = gpu_model(name)
-    with Peak() as peak:
-        if kind == "hand":
-            times = hand_epoch_times(model, data, **common)
-        elif kind == "trainer":
-            times = trainer_epoch_times(model, data, **common, **dict(options))
-        else:
-            import bench_lightning
+    try:
+        with Peak() as peak:
+            if kind == "hand":
+                times = hand_epoch_times(model, data, **common)
+            elif kind == "trainer":
+                times = trainer_epoch_times(model, data, **common, **dict(options))
+            else:
+                import bench_lightning
 
-            times = bench_lightning.lightning_epoch_times(
-                model, data, optimizer=gpu_optimizer, **common, **options
-            )
-    del model
-    with contextlib.suppress(RuntimeError):
-        torch.cuda.empty_cache()
+                times = bench_lightning.lightning_epoch_times(
+                    model, data, optimizer=gpu_optimizer, **common, **options
+                )
+    except Exception as error:  # e.g. torch's compiler failing inside Lightning: a row says so
+        first_line = (str(error).strip().splitlines() or [""])[0][:200]
+        print(f"{name}, {label}: failed: {first_line}", file=sys.stderr, flush=True)
+        return {"model": name, "variant": label, "images/s": math.nan, "error": first_line}
+    finally:
+        del model
+        with contextlib.suppress(RuntimeError):
+            torch.cuda.empty_cache()
     steady = statistics.median(times[1:]) if len(times) > 1 else times[0]
     print(f"{name}, {label}: {len(data) / steady:.0f} images/s", file=sys.stderr, flush=True)
     return {

@@ -55,14 +55,15 @@ Timing = tuple[float, float]  # (wall s, CPU s) of the timed section
 
 @dataclass(frozen=True)
 class Contender:
-    """A module-level function that returns ``(wall, cpu)`` seconds, and its arguments.
+    """A module-level function that returns ``(wall, cpu)`` seconds (or a dict of figures
+    with the CPU seconds under ``"cpu"``), and its arguments.
 
     ``run(*args)`` is the timed call; ``run(*warmup)`` warms up first (``args`` when
     ``warmup`` is ``None``). Both must pickle: they travel to a spawned process. ``heap``
     is ``"fixed"`` (`FIXED_HEAP`) or ``"default"`` (glibc's own thresholds).
     """
 
-    run: Callable[..., Timing]
+    run: Callable[..., Timing | dict[str, Any]]
     args: tuple[Any, ...]
     warmup: tuple[Any, ...] | None = None
     heap: Literal["fixed", "default"] = "fixed"
@@ -116,7 +117,8 @@ def cores(threads: int) -> set[int] | None:
 def side_by_side(
     contenders: dict[str, Contender], rounds: int, threads: int
 ) -> dict[str, list[dict[str, Any]]]:
-    """Each contender's ``{"cpu": s, ...memory columns}`` per round, rounds in order.
+    """Each contender's ``{"cpu": s, ...memory columns}`` per round, rounds in order (with
+    the other figures of a contender that returns a dict).
 
     Raises:
         RuntimeError: if a contender fails; its traceback is in the message.
@@ -189,8 +191,9 @@ def _contend(
         gc.collect()  # the first full collection of a fresh process is not the contender's
         barrier.wait()
         with Peak() as peak:
-            _wall, cpu = contender.run(*contender.args)
-        send.send(("ok", {"cpu": cpu, **peak.columns()}))
+            result = contender.run(*contender.args)
+        figures = dict(result) if isinstance(result, dict) else {"cpu": result[1]}
+        send.send(("ok", {**figures, **peak.columns()}))
     except threading.BrokenBarrierError:  # another contender failed
         send.send(("released", "another contender failed"))
     except BaseException:  # reported to the parent, which raises it

@@ -15,6 +15,9 @@ the repository or a short name from ``SOURCES`` (``bench`` is the full benchmark
     A Markdown table of the list of rows at ``PATH`` (all columns when none are named).
 ``{{ text:FILE /REGEX/ }}``
     The first group of the first match of ``REGEX`` in a text file (an example's output).
+``{{ rows:FILE /REGEX/ | COLUMN, COLUMN, ... }}``
+    A Markdown table with a row per match of ``REGEX`` (multi-line) in a text file, its groups
+    as the named columns, in order (a benchmark's progress lines).
 
 A placeholder that does not resolve stops the build with the reason.
 """
@@ -35,7 +38,7 @@ SOURCES = {
     "bench": "bench/results/benchmarks.json",
     "ddp": "bench/results/ddp.md",
 }
-PLACEHOLDER = re.compile(r"\{\{\s*(json|table|text):(\S+)\s+(.*?)\s*\}\}")
+PLACEHOLDER = re.compile(r"\{\{\s*(json|table|text|rows):(\S+)\s+(.*?)\s*\}\}")
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
@@ -50,6 +53,9 @@ def _figure(match: re.Match[str]) -> str:
     try:
         if kind == "text":
             return _text_value(file, rest)
+        if kind == "rows":
+            pattern, _, names = (part.strip() for part in rest.rpartition(" | "))
+            return _text_rows(file, pattern, [name.strip() for name in names.split(",")])
         path, _, option = (part.strip() for part in rest.partition("|"))
         value = _select(_json(file), path)
         if kind == "table":
@@ -77,6 +83,22 @@ def _text_value(file: str, pattern: str) -> str:
     if found is None:
         raise LookupError(f"no match in {file}")
     return found.group(1)
+
+
+def _text_rows(file: str, pattern: str, columns: list[str]) -> str:
+    if not (pattern.startswith("/") and pattern.endswith("/") and len(pattern) > 1):
+        raise ValueError("a rows placeholder takes /REGEX/ | COLUMN, ...")
+    text = source(file).read_text(encoding="utf-8")
+    found = list(re.finditer(pattern[1:-1], text, re.MULTILINE))
+    if not found:
+        raise LookupError(f"no match in {file}")
+    if len(found[0].groups()) != len(columns):
+        raise ValueError(f"{len(found[0].groups())} groups for {len(columns)} columns")
+    rows = [
+        {c: int(v) if v.isdigit() else v for c, v in zip(columns, m.groups(), strict=True)}
+        for m in found
+    ]
+    return markdown_table(rows, columns)
 
 
 def _select(data: Any, path: str) -> Any:

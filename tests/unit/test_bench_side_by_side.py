@@ -34,6 +34,9 @@ def fail(path, tag):
 
 def die(path, tag):
     os._exit(3)
+
+def figures(path, tag):
+    return {"cpu": 0.25, "accuracies": [0.5, 0.75], "tag": tag}
 """
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="CPU affinity is Linux-only")
@@ -120,3 +123,18 @@ def test_the_fixed_heap_is_set_through_glibc(bench: tuple[Any, Any]) -> None:
     code += "print(s.fix_heap())"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.strip() == "True", done.stderr
+
+
+def test_a_contender_returning_a_dict_reports_its_figures_with_the_cpu_time(
+    bench: tuple[Any, Any], tmp_path: Path
+) -> None:
+    side, module = bench
+    contender = side.Contender(module.figures, (str(tmp_path), "timed"), (str(tmp_path), "warm"))
+    runs = side.side_by_side({"a": contender}, rounds=1, threads=1)
+    (result,) = runs["a"]
+    assert {k: result[k] for k in ("cpu", "accuracies", "tag")} == {
+        "cpu": 0.25,
+        "accuracies": [0.5, 0.75],
+        "tag": "timed",
+    }
+    assert result["peak RSS MiB"] > 0

@@ -160,3 +160,62 @@ def test_a_check_of_several_rounds_records_its_median_and_middle_half(bench: Any
         "target": ">= 2.5",
         "ok": False,
     }
+
+
+def test_gpu_checks_take_the_rounds_median_and_leave_out_a_failed_lightning_run(
+    bench: Any,
+) -> None:
+    _, targets = bench
+    speed = {
+        "hand loop, fp32 eager": 80.0,
+        "Trainer, fp32 eager (plain)": 80.0,
+        "+ compile (full fast path)": 120.0,
+        "Lightning, fp32 eager": 60.0,
+        "Lightning, bf16-mixed + channels_last + compile + data on GPU": float("nan"),
+    }
+    rows = [{"model": "net", "variant": k, "images/s": v} for k, v in speed.items()]
+    checks = targets.gpu_checks(rows, {"net": [0.9, 1.02, 1.1]})
+    assert [(c["check"], c["value"], c["target"], c["ok"]) for c in checks] == [
+        ("net: Trainer / hand loop time, fp32", 1.02, "<= 1.05", True),
+        ("net: fast path / plain fp32 eager, images/s", 1.5, "-", None),
+        ("net: fast path / best Lightning, images/s", 2.0, ">= 1.0", True),
+    ]
+    assert checks[0]["rounds"] == 3
+
+
+def test_a_gpu_check_whose_variant_failed_is_not_met(bench: Any) -> None:
+    _, targets = bench
+    speed = {
+        "hand loop, fp32 eager": 80.0,
+        "Trainer, fp32 eager (plain)": 80.0,
+        "+ compile (full fast path)": float("nan"),
+    }
+    rows = [{"model": "resnet_deep", "variant": k, "images/s": v} for k, v in speed.items()]
+    checks = targets.gpu_checks(rows, {"resnet_deep": [1.0]})
+    assert checks[1]["check"] == "resnet_deep: fast path / plain fp32 eager, images/s"
+    assert checks[1]["target"] == ">= 2"
+    assert checks[1]["ok"] is False
+
+
+def test_accuracy_ratios_skip_rounds_that_missed_98_and_the_note_compares_every_run(
+    bench: Any,
+) -> None:
+    import _accuracy
+
+    runs = {
+        "hand loop": [{"cpu": 2.0, "accuracies": [0.97, 0.99]}, {"cpu": None, "accuracies": [0.9]}],
+        "visionkit Trainer": [
+            {"cpu": 2.1, "accuracies": [0.97, 0.99]},
+            {"cpu": 4.0, "accuracies": [0.97, 0.99]},
+        ],
+    }
+    assert _accuracy._ratios(runs, "visionkit Trainer", "hand loop", "cpu") == [1.05]
+    assert _accuracy._same_run_note("cpu", runs) == (
+        "cpu: the loops' test accuracies differ (epochs per run: [1, 2]); compare the "
+        "accuracy columns before the times."
+    )
+    runs["hand loop"][1] = {"cpu": 3.0, "accuracies": [0.97, 0.99]}
+    assert _accuracy._same_run_note("cpu", runs).startswith(
+        "cpu: every loop reached the same test accuracy after every epoch, in every round "
+        "(2 epoch(s))"
+    )

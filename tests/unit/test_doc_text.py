@@ -112,3 +112,16 @@ def test_placeholders_read_json_tables_and_text(tmp_path: Path) -> None:
         hooks.on_page_markdown("{{ json:r.json runs[name=c].speed }}", None, None, None)
     with pytest.raises(ValueError, match="no match"):
         hooks.on_page_markdown("{{ text:out.txt /loss (\\S+)/ }}", None, None, None)
+
+
+def test_a_rows_placeholder_tabulates_every_match_of_a_text_file(tmp_path: Path) -> None:
+    hooks = _hooks()
+    (tmp_path / "log.txt").write_text("net, plain: 61422 images/s\nnoise\nnet, fast: 9 images/s\n")
+    hooks.REPO = tmp_path
+    page = "{{ rows:log.txt /^(\\w+), (.+): (\\d+) images/s$/ | model, variant, images/s }}"
+    assert hooks.on_page_markdown(page, None, None, None) == (
+        "| model | variant | images/s |\n| --- | --- | ---: |\n"
+        "| net | plain | 61,422 |\n| net | fast | 9 |"
+    )
+    with pytest.raises(ValueError, match="2 groups for 3 columns"):
+        hooks.on_page_markdown("{{ rows:log.txt /(\\w+), (\\w+):/ | a, b, c }}", None, None, None)
