@@ -370,7 +370,50 @@ MUTATIONS = [
         "lambda stream: None",
         (C + "test_async_checkpoints.py",),
     ),
+    # ---------------------------------------------------------------- compile fallback
+    Mutation(
+        "compiled backward fallback keeps the failed step's batch-norm statistics",
+        "src/visionkit/training/_compile.py",
+        "                    buffer.copy_(saved)\n",
+        "                    pass\n",
+        (T + "test_compile.py",),
+    ),
+    Mutation(
+        "compiled backward fallback restores gradients it added to, not copies",
+        "src/visionkit/training/_compile.py",
+        "None if p.grad is None else p.grad.clone()",
+        "p.grad",
+        (T + "test_compile.py",),
+    ),
+    Mutation(
+        "a data error in the trial step is taken for a compile failure",
+        "src/visionkit/training/_compile.py",
+        "        except VisionKitError:\n            raise\n",
+        "",
+        (T + "test_compile.py",),
+    ),
+    Mutation(
+        "only the first batch shape is tried, not a smaller last batch",
+        "src/visionkit/training/_compile.py",
+        "tuple(x.shape) not in self._proven",
+        "not self._proven",
+        (T + "test_compile.py",),
+    ),
     # ---------------------------------------------------------------- the benchmarks
+    Mutation(
+        "a side-by-side contender's figures other than its CPU time are dropped",
+        "bench/_side_by_side.py",
+        'figures = dict(result) if isinstance(result, dict) else {"cpu": result[1]}',
+        'figures = {"cpu": result["cpu"] if isinstance(result, dict) else result[1]}',
+        ("tests/unit/test_bench_side_by_side.py",),
+    ),
+    Mutation(
+        "a failed Lightning variant counts as Lightning's best",
+        "bench/_targets.py",
+        'k.startswith("Lightning") and v == v]',
+        'k.startswith("Lightning")]',
+        ("tests/unit/test_bench_targets.py",),
+    ),
     Mutation(
         "side-by-side contenders not pinned to one core",
         "bench/_side_by_side.py",

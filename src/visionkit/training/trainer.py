@@ -116,8 +116,10 @@ class Trainer:
             integer ``k`` means ``(k,)``, ``()`` reports none.
         channels_last: Use the channels-last memory format (faster convolutions on GPU).
         compile: Train through ``torch.compile(model)`` (evaluation stays eager). If
-            compiling is unavailable or fails on the first batch, a ``RuntimeWarning``
-            says why and training goes on eagerly. Checkpoints hold the uncompiled model.
+            compiling is unavailable, or the compiled forward or backward pass fails on
+            the first batch of a shape (the first batch, a smaller last one), a
+            ``RuntimeWarning`` says why, that step is undone and run again eagerly, and
+            training goes on eagerly. Checkpoints hold the uncompiled model.
         strategy: ``"auto"`` (DDP when launched by ``torchrun`` with several processes),
             ``"ddp"``, ``"single_device"`` or a
             [`DDPStrategy`][visionkit.training.DDPStrategy]; see the distributed guide.
