@@ -24,7 +24,7 @@ class CompiledForward:
     is then raised by the eager module, with its own message. Later calls use whichever
     path the first call settled on. The compiled backward pass can fail too, when it first
     runs for a shape of batch: the training loop runs the first step of each batch shape
-    (the full batches, a smaller last one) through :meth:`trial_step`, which falls back the
+    (the full batches, a smaller last one) through `trial_step`, which falls back the
     same way.
 
     Args:
