@@ -214,12 +214,8 @@ def test_compiled_backward_failing_on_a_later_batch_shape_falls_back_and_matches
     eager = _batch_norm_trainer(accumulate_grad_batches=3)
     eager.fit(_data(), batch_size=16)
 
-    class _PartlyAccumulates(torch.autograd.Function):
+    class _PartlyAccumulates(_FailingBackward):
         """Adds to the gradients so far, then fails: a backward that broke half-way."""
-
-        @staticmethod
-        def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-            return x.view_as(x)
 
         @staticmethod
         def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
