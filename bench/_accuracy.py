@@ -12,13 +12,14 @@ airbench), on the wall clock and as the process's CPU time.
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from typing import Any
 
 import bench_data
 import torch
-from _common import AGAIN, Peak, Result, Sizes, device_name, rotated, sync
+from _common import AGAIN, Peak, Result, Sizes, device_name, rotated, round_ratios, sync
 from _targets import check
 from torch import nn
 
@@ -58,6 +59,7 @@ class TimeToAccuracy(Callback):
             trainer.should_stop = True
 
 
+@functools.cache  # a side-by-side contender asks twice: for its warm-up and its run
 def mnist_8000_2000() -> tuple[TensorImageDataset, TensorImageDataset]:
     """The real MNIST sample: the first 8,000 digits to train on, the last 2,000 to test."""
     folder = bench_data.SHARED_MNIST
@@ -159,12 +161,12 @@ def bench_accuracy(sizes: Sizes, threads: int) -> Result:
         for name, results in runs.items():
             rows.append(_row(device, name, results))
         label = f"{device}: Trainer / hand loop, {'CPU' if clock == 'cpu' else 'wall'} time to 98%"
-        ratios = _ratios(runs, TRAINER, "hand loop", clock)
+        ratios = round_ratios(runs, TRAINER, "hand loop", clock)
         if ratios:
             checks.append(check(label, ratios, "<= 1.05"))
         else:
             notes.append(f"{label}: not measured, one of the loops did not reach 98%.")
-        if AGAIN in runs and (noise := _ratios(runs, AGAIN, "hand loop", clock)):
+        if AGAIN in runs and (noise := round_ratios(runs, AGAIN, "hand loop", clock)):
             checks.append(check(f"{device}: hand loop again / hand loop (noise)", noise, "-"))
         notes.append(_same_run_note(device, runs))
     notes.append("The time columns are empty when 98% was not reached within the budget.")
@@ -230,12 +232,6 @@ def _one_after_another(device: str, sizes: Sizes) -> dict[str, list[dict[str, An
                 result = LOOPS[name](train, test, device, sizes.accuracy_max_time)
             runs[name].append({**result, **peak.columns()})
     return runs
-
-
-def _ratios(runs: dict[str, list[dict[str, Any]]], name: str, base: str, key: str) -> list[float]:
-    """``name``'s time to 98% over ``base``'s in each round where both reached it."""
-    pairs = zip(runs[name], runs[base], strict=True)
-    return [a[key] / b[key] for a, b in pairs if a[key] is not None and b[key] is not None]
 
 
 def _warm_up(train: TensorImageDataset, device: str) -> None:

@@ -123,9 +123,10 @@ def rotated(names: list[str], repeat: int) -> list[str]:
 def round_ratios(
     runs: dict[str, list[dict[str, Any]]], name: str, base: str, key: str
 ) -> list[float]:
-    """``name``'s ``key`` / ``base``'s in each round (runs of the same round paired)."""
+    """``name``'s ``key`` / ``base``'s in each round (runs of the same round paired); a
+    round where either has no figure (``None``: it did not get there) is left out."""
     pairs = zip(runs[name], runs[base], strict=True)
-    return [a[key] / b[key] for a, b in pairs]
+    return [a[key] / b[key] for a, b in pairs if a[key] is not None and b[key] is not None]
 
 
 def median_ratio(runs: dict[str, list[dict[str, Any]]], name: str, base: str, key: str) -> float:

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 import torchvision
-from _common import HAS_LIGHTNING, Peak, Result, Sizes, rotated, sync
+from _common import HAS_LIGHTNING, Peak, Result, Sizes, rotated, round_ratios, sync
 from _targets import gpu_checks
 from torch import nn
 
@@ -142,8 +142,8 @@ def bench_gpu(sizes: Sizes, threads: int, *, smoke: bool = False) -> Result:
             for label, kind, options in rotated(paired, round_index):
                 runs[label].append(_gpu_row(name, label, kind, options, data, sizes, device))
         rows += [_median_row(rounds) for rounds in runs.values()]
-        hand, plain = runs.values()
-        overhead[name] = [h["images/s"] / t["images/s"] for h, t in zip(hand, plain, strict=True)]
+        hand, plain = (label for label, _, _ in paired)
+        overhead[name] = round_ratios(runs, hand, plain, "images/s")  # plain's time / hand's
         for label, kind, options in variants[2:]:
             rows.append(_gpu_row(name, label, kind, options, data, sizes, device))
     return {

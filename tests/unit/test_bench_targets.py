@@ -209,7 +209,8 @@ def test_accuracy_ratios_skip_rounds_that_missed_98_and_the_note_compares_every_
             {"cpu": 4.0, "accuracies": [0.97, 0.99]},
         ],
     }
-    assert _accuracy._ratios(runs, "visionkit Trainer", "hand loop", "cpu") == [1.05]
+    common, _ = bench
+    assert common.round_ratios(runs, "visionkit Trainer", "hand loop", "cpu") == [1.05]
     assert _accuracy._same_run_note("cpu", runs) == (
         "cpu: the loops' test accuracies differ (epochs per run: [1, 2]); compare the "
         "accuracy columns before the times."

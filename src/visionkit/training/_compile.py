@@ -18,14 +18,13 @@ T = TypeVar("T")
 class CompiledForward:
     """Call ``torch.compile(module)``; if compiling fails, warn once and run ``module`` eagerly.
 
-    ``torch.compile`` compiles lazily, so most failures (no C++ compiler for the CPU
-    backend, no Triton for CUDA, an unsupported platform or Python version) only surface
-    on the first call. That call is retried eagerly: a real error in the model or the data
-    is then raised by the eager module, with its own message. Later calls use whichever
-    path the first call settled on. The compiled backward pass can fail too, when it first
-    runs for a shape of batch: the training loop runs the first step of each batch shape
-    (the full batches, a smaller last one) through `trial_step`, which falls back the
-    same way.
+    ``torch.compile`` compiles lazily: most failures (no C++ compiler for the CPU backend,
+    no Triton for CUDA, an unsupported platform or Python version, a compiled backward pass
+    that fails) only surface when a batch of a new shape first runs forward and backward.
+    So the training loop runs the first step of each batch shape (the full batches, a
+    smaller last one) through `trial_step`, which falls back to eager execution for good
+    when that step fails and runs it again eagerly: a real error in the model or the data
+    is then raised by the eager module, with its own message.
 
     Args:
         module: The module to train through (the model, or its DDP wrapper).
@@ -35,7 +34,6 @@ class CompiledForward:
     def __init__(self, module: nn.Module, *, compile_fn: Callable[..., Any] | None = None) -> None:
         self.module = module
         self.compiled: Forward | None = None
-        self._settled = False
         self._proven: set[tuple[int, ...]] = set()  # batch shapes that ran a whole step
         try:
             self.compiled = (compile_fn or torch.compile)(module)
@@ -55,11 +53,10 @@ class CompiledForward:
     def trial_step(self, x: torch.Tensor, step: Callable[[], T]) -> T:
         """Run ``step`` (a forward of ``x`` through this object, the loss, its backward).
 
-        If it fails inside the compiled code (the compiled backward is built and first run
-        by the backward pass), warn, restore the module's buffers (batch-norm statistics the
-        compiled forward updated) and the parameters' gradients, and run ``step`` again
-        eagerly: the step then equals an eager run's. A `VisionKitError` (a check of the
-        data or the loss) and an error of an eager retry are raised as they are.
+        If it fails, warn, restore the module's buffers (batch-norm statistics the compiled
+        forward updated) and the parameters' gradients, and run ``step`` again eagerly: the
+        step then equals an eager run's, and an error of the eager retry is raised as it
+        is. A `VisionKitError` (a check of the data or the loss) is raised at once.
         """
         buffers = [buffer.detach().clone() for buffer in self.module.buffers()]
         grads = [None if p.grad is None else p.grad.clone() for p in self.module.parameters()]
@@ -68,8 +65,6 @@ class CompiledForward:
         except VisionKitError:
             raise
         except Exception as error:
-            if self.compiled is None:  # the forward already retried eagerly: a real error
-                raise
             _warn_fallback(error)
             self.compiled = None
             with torch.no_grad():
@@ -82,18 +77,7 @@ class CompiledForward:
         return result
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.compiled is None:
-            return self.module(x)  # type: ignore[no-any-return]
-        if self._settled:
-            return self.compiled(x)
-        try:
-            outputs = self.compiled(x)
-        except Exception as error:  # retried eagerly below
-            _warn_fallback(error)
-            self.compiled = None
-            return self.module(x)  # type: ignore[no-any-return]
-        self._settled = True
-        return outputs
+        return (self.module if self.compiled is None else self.compiled)(x)
 
 
 def _warn_fallback(error: BaseException) -> None:

@@ -121,8 +121,9 @@ def test_checkpoint_of_compiled_run_holds_the_plain_model(monkeypatch: pytest.Mo
 
 def test_compiled_forward_reraises_a_model_error_from_the_eager_retry() -> None:
     forward = CompiledForward(nn.Linear(4, 2), compile_fn=_Recorder(fail_on_call=True))
+    x = torch.zeros(1, 3)
     with pytest.warns(RuntimeWarning), pytest.raises(RuntimeError, match="shapes cannot"):
-        forward(torch.zeros(1, 3))
+        forward.trial_step(x, lambda: forward(x))
     assert not forward.active
 
 
